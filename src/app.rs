@@ -1,0 +1,421 @@
+//! Wires the daemon together and implements each CLI verb.
+//!
+//! `run` owns the root `CancellationToken`, the `TaskTracker` and the one consumer of
+//! [`Control`]: signals and the config watcher send, this loop decides. A reload validates the
+//! whole new file before anything changes; an invalid file is logged and the keeper goes on
+//! under the old config.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context as _};
+use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::config::{self, Cluster, Config, ConfigError, Env, Format};
+use crate::keeper::{human, FirstRound, Keeper};
+use crate::knox::{Clients, KnoxClient};
+use crate::output::{self, rfc3339};
+use crate::scheduler::backoff;
+use crate::sim::{ApiVersion, Sim, SimOptions};
+use crate::{keeper, reload, signals, sink, systemd};
+
+/// Everything that can steer the running daemon. Signals and the config watcher send these;
+/// [`run`] is the only receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Re-read and validate the config; apply it if valid.
+    Reload {
+        /// What asked, for the log.
+        cause: &'static str,
+    },
+    /// Refresh every cluster now.
+    Refresh,
+    /// Stop gracefully.
+    Shutdown {
+        /// What asked, for the log.
+        cause: &'static str,
+    },
+}
+
+/// How long shutdown waits for publishes in progress.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Loads `path` and checks that every output directory is safe to publish in.
+pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
+    let config = config::load(path, &Env::from_process())?;
+    for cluster in &config.clusters {
+        for o in &cluster.outputs {
+            sink::check_output(&o.path).map_err(|m| {
+                ConfigError::invalid(
+                    &path.display().to_string(),
+                    format!("cluster {:?}: output {}: {m}", cluster.name, o.path.display()),
+                )
+            })?;
+        }
+    }
+    Ok(config)
+}
+
+fn warn_insecure(config: &Config) {
+    for c in config.clusters.iter().filter(|c| c.transport.insecure_skip_tls_verify) {
+        warn!(cluster = %c.name, url = %c.token_url, "insecure_skip_tls_verify is set: the gateway's certificate is not checked, so anyone on the network path can take the credentials");
+    }
+}
+
+/// `token-keeper run`: keeps every cluster's token fresh until SIGTERM/SIGINT.
+pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+    // First, so that a signal during start-up is queued rather than fatal.
+    let signals = signals::install().context("installing signal handlers")?;
+    let mut current = Arc::new(load_config(config_path)?);
+    warn_insecure(&current);
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (control_tx, mut control_rx) = mpsc::channel(16);
+    tracker.spawn(signals::run(signals, control_tx.clone(), shutdown.clone()));
+    match reload::watch(config_path, control_tx.clone(), shutdown.clone()) {
+        Ok(watcher) => {
+            tracker.spawn(watcher);
+        }
+        Err(e) => warn!("config file changes will not be noticed (SIGHUP still reloads): {e:#}"),
+    }
+
+    let (first_tx, first_rx) = oneshot::channel();
+    let keeper = Keeper::new(
+        current.clone(),
+        Arc::new(Clients::default()),
+        tracker.clone(),
+        shutdown.clone(),
+        first_tx,
+    )?;
+    let (config_tx, config_rx) = watch::channel(current.clone());
+    let refresh = Arc::new(Notify::new());
+    let mut keeper_task = tracker.spawn(keeper.run(config_rx, refresh.clone()));
+    info!(config = %config_path.display(), clusters = current.clusters.len(), "token-keeper {} started", env!("CARGO_PKG_VERSION"));
+
+    let mut first_rx = Some(first_rx);
+    let result = loop {
+        tokio::select! {
+            Some(control) = control_rx.recv() => match control {
+                Control::Shutdown { cause } => {
+                    info!("shutting down ({cause})");
+                    break Ok(());
+                }
+                Control::Refresh => refresh.notify_one(),
+                Control::Reload { cause } => {
+                    systemd::reloading();
+                    if let Some(new) = reload_config(config_path, &current, cause) {
+                        current = new;
+                        config_tx.send_replace(current.clone());
+                    }
+                    if first_rx.is_none() {
+                        systemd::ready("running");
+                    }
+                }
+            },
+            round = async { first_rx.as_mut().expect("guarded by the if below").await }, if first_rx.is_some() => {
+                first_rx = None;
+                if let Ok(FirstRound { published, failed }) = round {
+                    info!(published, failed, "ready");
+                    systemd::ready(&format!("{published} clusters published, {failed} failed"));
+                }
+            }
+            r = &mut keeper_task => break Err(anyhow::anyhow!("the keeper loop stopped unexpectedly: {r:?}")),
+        }
+    };
+    systemd::stopping();
+    shutdown.cancel();
+    tracker.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tracker.wait()).await.is_err() {
+        warn!("tasks still running after {}; exiting anyway", human(SHUTDOWN_GRACE));
+    }
+    result
+}
+
+/// Validates the file again; returns the new config if it is valid and different.
+fn reload_config(path: &Path, current: &Arc<Config>, cause: &str) -> Option<Arc<Config>> {
+    match load_config(path) {
+        Ok(new) if new == **current => {
+            info!(cause, "config reloaded: no change");
+            None
+        }
+        Ok(new) => {
+            info!(cause, clusters = new.clusters.len(), "config reloaded");
+            warn_insecure(&new);
+            Some(Arc::new(new))
+        }
+        Err(e) => {
+            error!(cause, "config rejected, still running on the previous one: {e}");
+            None
+        }
+    }
+}
+
+/// `token-keeper once`: keeps each still-fresh published token, acquires the rest, and
+/// returns whether every cluster ends with a fresh token. Transient failures are retried
+/// until `timeout`.
+pub async fn once(config_path: &Path, timeout: Duration) -> anyhow::Result<bool> {
+    let config = load_config(config_path)?;
+    warn_insecure(&config);
+    let clients = Clients::default();
+    let permits = Arc::new(Semaphore::new(config.max_concurrent_requests));
+    let deadline = Instant::now() + timeout;
+    let mut tasks = JoinSet::new();
+    for cluster in &config.clusters {
+        let client = clients.get(&cluster.transport)?;
+        tasks.spawn(once_cluster(cluster.clone(), client, permits.clone(), deadline));
+    }
+    let mut all_fresh = true;
+    while let Some(r) = tasks.join_next().await {
+        all_fresh &= r.unwrap_or(false);
+    }
+    Ok(all_fresh)
+}
+
+async fn once_cluster(
+    cluster: Arc<Cluster>,
+    client: KnoxClient,
+    permits: Arc<Semaphore>,
+    deadline: Instant,
+) -> bool {
+    let name = cluster.name.as_str();
+    let min = cluster.policy.min_remaining;
+    let existing = match output::read_published(&cluster) {
+        Ok(p) => p,
+        Err(e) => {
+            warn!(cluster = name, "ignoring the published token: {e:#}");
+            None
+        }
+    };
+    if let Some(p) = &existing {
+        match p.remaining_ms(SystemTime::now()) {
+            None => {
+                info!(
+                    cluster = name,
+                    token_id = p.token_id.as_deref().unwrap_or("-"),
+                    "kept: the published token never expires"
+                );
+                return true;
+            }
+            Some(ms) if ms >= min.as_millis() as i64 => {
+                info!(cluster = name, token_id = p.token_id.as_deref().unwrap_or("-"), left = %human(Duration::from_millis(ms as u64)), "kept: the published token is still fresh");
+                return true;
+            }
+            Some(_) => {}
+        }
+    }
+    let generation = existing.map_or(0, |p| p.generation) + 1;
+    let mut failures = 0;
+    loop {
+        let result = {
+            let Ok(_permit) = permits.acquire().await else { return false };
+            client.acquire(&cluster).await
+        };
+        match result {
+            Ok(token) => {
+                if keeper::publish(&cluster, &token, generation).await.is_err() {
+                    return false;
+                }
+                let left = token.lifetime();
+                info!(cluster = name, token_id = %token.id(), fingerprint = %token.jwt.fingerprint(), generation, left = %left.map_or_else(|| "never expires".into(), human), "token published");
+                return left.is_none_or(|l| l >= min);
+            }
+            Err(e) => {
+                failures += 1;
+                let wait = backoff(failures, fastrand::f64());
+                if e.is_transient() && Instant::now() + wait < deadline {
+                    warn!(
+                        cluster = name,
+                        status = e.status(),
+                        "attempt {failures} failed: {e}; retrying in {}",
+                        human(wait)
+                    );
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                error!(cluster = name, status = e.status(), "giving up: {e}");
+                return false;
+            }
+        }
+    }
+}
+
+/// `token-keeper status`: one line per cluster; returns whether all are fresh.
+pub fn status(config_path: &Path) -> anyhow::Result<bool> {
+    let config = config::load(config_path, &Env::from_process())?;
+    let now = SystemTime::now();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<20} {:<38} {:<22} {:>8}  STATE", "CLUSTER", "TOKEN ID", "EXPIRES", "LEFT")?;
+    let mut all_fresh = true;
+    for c in &config.clusters {
+        let (id, expires, left, state) = match output::read_published(c) {
+            Ok(None) => ("-".into(), "-".into(), "-".into(), "not published".to_owned()),
+            Err(e) => ("-".into(), "-".into(), "-".into(), format!("unreadable: {e:#}")),
+            Ok(Some(p)) => {
+                let id = p.token_id.clone().unwrap_or_else(|| "-".into());
+                match (p.expires_at_ms, p.remaining_ms(now)) {
+                    (Some(at), Some(ms)) => {
+                        let state = if ms <= 0 {
+                            "expired"
+                        } else if ms < c.policy.min_remaining.as_millis() as i64 {
+                            "expiring"
+                        } else {
+                            "fresh"
+                        };
+                        let left = if ms > 0 { human(Duration::from_millis(ms as u64)) } else { "0s".into() };
+                        (id, rfc3339(crate::knox::from_epoch_ms(at)), left, state.to_owned())
+                    }
+                    _ => (id, "never".into(), "-".into(), "fresh".to_owned()),
+                }
+            }
+        };
+        all_fresh &= state == "fresh";
+        writeln!(out, "{:<20} {:<38} {:<22} {:>8}  {state}", c.name, id, expires, left)?;
+    }
+    Ok(all_fresh)
+}
+
+/// `token-keeper token`: writes the published token in `format` to stdout, byte for byte
+/// what an output file of that format holds.
+pub fn token(config_path: &Path, cluster: Option<&str>, format: Format) -> anyhow::Result<()> {
+    let config = config::load(config_path, &Env::from_process())?;
+    let c = match config.cluster(cluster) {
+        Some(c) => c,
+        None => {
+            let names: Vec<_> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+            match cluster {
+                Some(n) => bail!(
+                    "no cluster named {n:?} in {} (clusters: {})",
+                    config_path.display(),
+                    names.join(", ")
+                ),
+                None => bail!(
+                    "{} has several clusters and none is marked default = true: pass --cluster (one of {})",
+                    config_path.display(),
+                    names.join(", ")
+                ),
+            }
+        }
+    };
+    let p = output::read_published(c)?.with_context(|| {
+        format!("no token is published for cluster {:?} yet (is token-keeper running?)", c.name)
+    })?;
+    if p.remaining_ms(SystemTime::now()).is_some_and(|ms| ms <= 0) {
+        bail!("the published token for cluster {:?} has expired (is token-keeper running?)", c.name);
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(&output::render(format, &p, c.env_var()))?;
+    out.flush()?;
+    Ok(())
+}
+
+/// `token-keeper check-config`: validates and prints the resolved config.
+pub fn check_config(config_path: &Path) -> anyhow::Result<()> {
+    let config = load_config(config_path)?;
+    let mut out = std::io::stdout().lock();
+    write!(out, "{config}")?;
+    Ok(())
+}
+
+/// Options of `token-keeper sim`.
+pub struct SimArgs {
+    /// Where to listen.
+    pub listen: std::net::SocketAddr,
+    /// The simulator's options.
+    pub options: SimOptions,
+}
+
+/// `token-keeper sim`: a Knox simulator until SIGINT/SIGTERM.
+pub async fn sim(args: SimArgs) -> anyhow::Result<()> {
+    let mut signals =
+        signal_hook_tokio::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    let user = args.options.users.first().map(|(u, _)| u.clone());
+    let sim = Sim::start(args.listen, args.options)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "Knox simulator (dev only) listening on {}", sim.addr())?;
+    writeln!(out, "token URL: {}", sim.token_url(ApiVersion::V1))?;
+    if let Some(u) = user {
+        writeln!(out, "try: curl -s -u {u}:<password> {}", sim.token_url(ApiVersion::V1))?;
+    }
+    out.flush()?;
+    drop(out);
+    futures_util::StreamExt::next(&mut signals).await;
+    sim.stop().await;
+    Ok(())
+}
+
+/// `token-keeper demo`: the simulator and the keeper in one process, publishing into `dir`.
+pub async fn demo(dir: &Path) -> anyhow::Result<()> {
+    let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+    let ttl = Duration::from_secs(20);
+    let options = SimOptions { ttl: Some(ttl), ..SimOptions::default() };
+    let (user, password) = options.users.first().cloned().context("the simulator has a default user")?;
+    let sim = Sim::start("127.0.0.1:0".parse().expect("a valid literal"), options)
+        .await
+        .context("starting the simulator")?;
+    let password_file = dir.join("password");
+    sink::write_atomic(&password_file, format!("{password}\n").as_bytes(), 0o600)
+        .with_context(|| format!("writing {}", password_file.display()))?;
+    let config_path = dir.join("config.toml");
+    sink::write_atomic(
+        &config_path,
+        demo_config(&dir, &sim.token_url(ApiVersion::V1), &user, &password_file).as_bytes(),
+        0o600,
+    )
+    .with_context(|| format!("writing {}", config_path.display()))?;
+    info!(url = %sim.token_url(ApiVersion::V1), ttl = %human(ttl), "Knox simulator started (dev only)");
+    info!(
+        "publishing into {}: try `cat {}/token` or `token-keeper -c {} status`; Ctrl-C stops",
+        dir.display(),
+        dir.display(),
+        config_path.display()
+    );
+    let result = run(&config_path).await;
+    sim.stop().await;
+    result
+}
+
+fn demo_config(dir: &Path, url: &str, user: &str, password_file: &Path) -> String {
+    let d = dir.display();
+    format!(
+        r#"# Written by `token-keeper demo`: the keeper against its own Knox simulator.
+[defaults]
+refresh_fraction = 0.5   # rotate at half-life so the demo shows rotations quickly
+min_remaining = "5s"
+
+[[cluster]]
+name = "demo"
+token_url = "{url}"
+[cluster.auth]
+method = "basic"
+user = "{user}"
+password_file = "{pf}"
+[[cluster.output]]
+path = "{d}/token"
+format = "raw"
+[[cluster.output]]
+path = "{d}/token.sh"
+format = "shell"
+[[cluster.output]]
+path = "{d}/token.env"
+format = "env"
+[[cluster.output]]
+path = "{d}/token.json"
+format = "json"
+"#,
+        pf = password_file.display()
+    )
+}
+
+/// Where `demo` publishes by default.
+pub fn default_demo_dir() -> PathBuf {
+    PathBuf::from("token-keeper-demo")
+}

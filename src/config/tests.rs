@@ -1,0 +1,223 @@
+//! Config parsing: every shipped file loads, unknown keys are rejected by name, secrets are
+//! never echoed, and each validation names its input.
+
+use super::*;
+
+fn env() -> Env {
+    Env { home: Some(PathBuf::from("/home/alice")) }
+}
+
+const MINIMAL: &str = r#"
+[[cluster]]
+name = "vc-prod"
+token_url = "https://knox.example.com/gateway/authtkn/knoxtoken/api/v1/token"
+[cluster.auth]
+method = "basic"
+user = "alice"
+password_file = "~/.cde/password"
+"#;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::from_toml(text, "test.toml", &env()).map_err(|e| e.to_string())
+}
+
+/// `check(toml, expected error fragment)`.
+fn check_err(text: &str, fragment: &str) {
+    match parse(text) {
+        Ok(_) => panic!("accepted, expected an error containing {fragment:?}:\n{text}"),
+        Err(e) => assert!(e.contains(fragment), "error {e:?} does not contain {fragment:?}"),
+    }
+}
+
+#[test]
+fn every_file_in_config_dir_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            load(&path, &env()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            n += 1;
+        }
+    }
+    assert!(n >= 3, "expected the shipped configs, found {n}");
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.max_concurrent_requests, 16);
+    let cl = &c.clusters[0];
+    assert!(cl.is_default, "the only cluster is the default one");
+    assert_eq!(cl.policy, Policy::default());
+    assert_eq!(cl.transport.timeout, Duration::from_secs(30));
+    assert_eq!(
+        cl.auth,
+        Auth::Basic { user: "alice".into(), password_file: "/home/alice/.cde/password".into() }
+    );
+    let outs: Vec<_> =
+        cl.outputs.iter().map(|o| (o.path.to_str().unwrap(), o.format, o.mode, o.env_var.as_str())).collect();
+    assert_eq!(
+        outs,
+        vec![
+            ("/home/alice/.cde/vc-prod/token", Format::Raw, 0o600, "CDE_TOKEN"),
+            ("/home/alice/.cde/vc-prod/token.sh", Format::Shell, 0o600, "CDE_TOKEN"),
+            ("/home/alice/.cde/vc-prod/token.env", Format::Env, 0o600, "CDE_TOKEN"),
+            ("/home/alice/.cde/vc-prod/token.json", Format::Json, 0o600, "CDE_TOKEN"),
+            ("/home/alice/.cde/token", Format::Raw, 0o600, "CDE_TOKEN"),
+            ("/home/alice/.cde/token.sh", Format::Shell, 0o600, "CDE_TOKEN"),
+        ]
+    );
+}
+
+#[test]
+fn only_the_default_cluster_owns_the_shared_paths() {
+    let two = format!("{MINIMAL}\n{}", MINIMAL.replace("vc-prod", "vc-dev"));
+    let c = parse(&two).unwrap();
+    assert!(c.clusters.iter().all(|c| c.outputs.len() == 4));
+    assert!(c.cluster(None).is_none());
+    let marked = two.replacen("name = \"vc-dev\"", "name = \"vc-dev\"\ndefault = true", 1);
+    let c = parse(&marked).unwrap();
+    assert_eq!(c.cluster(None).unwrap().name, "vc-dev");
+    assert_eq!(c.cluster(None).unwrap().outputs.len(), 6);
+    check_err(
+        &marked.replacen("name = \"vc-prod\"", "name = \"vc-prod\"\ndefault = true", 1),
+        "already the default",
+    );
+}
+
+#[test]
+fn defaults_apply_and_clusters_override() {
+    let text = format!(
+        "[defaults]\nrefresh_fraction = 0.5\nmin_remaining = \"200ms\"\njitter = 0.0\ntimeout = \"5s\"\nlifespan = \"1h\"\n\
+         insecure_skip_tls_verify = true\nca_file = \"/etc/ca.pem\"\n{}",
+        MINIMAL.replace("name = \"vc-prod\"", "name = \"vc-prod\"\nrefresh_fraction = 0.9\nlifespan = \"PT30M\"")
+    );
+    let c = parse(&text).unwrap();
+    let cl = &c.clusters[0];
+    assert_eq!(cl.policy.refresh_fraction, 0.9);
+    assert_eq!(cl.policy.min_remaining, Duration::from_millis(200));
+    assert_eq!(cl.policy.jitter, 0.0);
+    assert_eq!(cl.lifespan.as_deref(), Some("PT30M"));
+    assert_eq!(
+        cl.transport,
+        Transport {
+            ca_file: Some("/etc/ca.pem".into()),
+            insecure_skip_tls_verify: true,
+            timeout: Duration::from_secs(5)
+        }
+    );
+    let c = parse(&text.replace("lifespan = \"PT30M\"", "")).unwrap();
+    assert_eq!(c.clusters[0].lifespan.as_deref(), Some("PT3600S"), "humantime converted to ISO-8601");
+}
+
+#[test]
+fn unknown_keys_are_rejected_by_name_in_every_table() {
+    let tables = [
+        ("", "max_concurrent_requests = 4"),
+        ("[defaults]", "refresh_fraction = 0.8"),
+        ("[[cluster]]", "name = \"vc-prod\""),
+        ("[cluster.auth]", "method = \"basic\""),
+        ("[[cluster.output]]", "path = \"~/t\""),
+    ];
+    let base = format!("max_concurrent_requests = 4\n[defaults]\nrefresh_fraction = 0.8\n{MINIMAL}[[cluster.output]]\npath = \"~/t\"\n");
+    parse(&base).unwrap();
+    for (table, anchor) in tables {
+        let text = base.replacen(anchor, &format!("{anchor}\nbogus_key = 1"), 1);
+        match parse(&text) {
+            Ok(_) => panic!("unknown key in {table:?} accepted"),
+            Err(e) => assert!(e.contains("unknown field `bogus_key`"), "{table}: {e}"),
+        }
+    }
+}
+
+#[test]
+fn inline_secrets_are_rejected_without_echoing_them() {
+    let text = MINIMAL.replace("password_file = \"~/.cde/password\"", "password = \"hunter2-SECRET\"");
+    let err = parse(&text).unwrap_err();
+    assert!(err.contains("unknown field `password`"), "{err}");
+    assert!(err.contains("password_file"), "hint missing: {err}");
+    assert!(err.starts_with("test.toml:8:"), "line missing: {err}");
+    assert!(!err.contains("hunter2"), "secret echoed: {err}");
+    let text = MINIMAL.replace("method = \"basic\"", "method = \"bearer\"\ntoken = \"eyJSECRET\"");
+    let err = parse(&text).unwrap_err();
+    assert!(err.contains("token_file") && !err.contains("eyJSECRET"), "{err}");
+}
+
+#[test]
+fn validation_errors_name_the_input() {
+    check_err(&MINIMAL.replace("vc-prod", "vc prod"), "name: \"vc prod\" must match");
+    check_err(&format!("{MINIMAL}{MINIMAL}"), "used by two clusters");
+    check_err(
+        &MINIMAL.replace("https://knox.example.com", "http://knox.example.com"),
+        "https:// is required",
+    );
+    check_err(&MINIMAL.replace("https://knox.example.com", "ftp://knox.example.com"), "scheme \"ftp\"");
+    check_err(&MINIMAL.replace("https://knox.example.com", "not a url"), "token_url: \"not a url/gateway");
+    check_err(
+        &MINIMAL.replace("https://knox.example.com", "https://u:p@knox.example.com"),
+        "credentials in the URL",
+    );
+    check_err(
+        &format!("[defaults]\nrefresh_fraction = 1.5\n{MINIMAL}"),
+        "[defaults]: refresh_fraction: 1.5 must be in (0, 1]",
+    );
+    check_err(&format!("[defaults]\njitter = 0.9\n{MINIMAL}"), "jitter: 0.9");
+    check_err(
+        &format!("[defaults]\nmin_remaining = \"soon\"\n{MINIMAL}"),
+        "min_remaining: \"soon\" is not a duration",
+    );
+    check_err(
+        &format!("[defaults]\nmin_remaining = \"0s\"\n{MINIMAL}"),
+        "min_remaining: must be longer than zero",
+    );
+    check_err(&format!("[defaults]\nlifespan = \"PTsoon\"\n{MINIMAL}"), "lifespan: \"PTsoon\"");
+    check_err(&MINIMAL.replace("user = \"alice\"\n", ""), "auth: user: required by method \"basic\"");
+    check_err(
+        &MINIMAL.replace("method = \"basic\"", "method = \"cookie\""),
+        "user: not used by method \"cookie\"",
+    );
+    check_err(&MINIMAL.replace("method = \"basic\"", "method = \"kerberos\""), "unknown variant `kerberos`");
+    check_err(
+        &format!("{MINIMAL}[[cluster.output]]\npath = \"relative/token\"\n"),
+        "must be an absolute path",
+    );
+    check_err(
+        &format!("{MINIMAL}[[cluster.output]]\npath = \"/t\"\nmode = \"rw\"\n"),
+        "mode: \"rw\" is not an octal",
+    );
+    check_err(
+        &format!("{MINIMAL}[[cluster.output]]\npath = \"/t\"\nformat = \"yaml\"\n"),
+        "unknown variant `yaml`",
+    );
+    check_err(&format!("{MINIMAL}[[cluster.output]]\npath = \"/t\"\nenv_var = \"1X\"\n"), "env_var: \"1X\"");
+    check_err(
+        &format!("{MINIMAL}[[cluster.output]]\npath = \"/t\"\n[[cluster.output]]\npath = \"/t\"\n"),
+        "published twice",
+    );
+    check_err("max_concurrent_requests = 0\n", "max_concurrent_requests: must be at least 1");
+    check_err("", "no [[cluster]] is configured");
+    check_err("[[cluster]\n", "test.toml:1:");
+    let no_home = Config::from_toml(MINIMAL, "t.toml", &Env { home: None }).unwrap_err().to_string();
+    assert!(no_home.contains("$HOME is not set"), "{no_home}");
+}
+
+#[test]
+fn loopback_http_is_allowed_for_the_simulator() {
+    for host in ["127.0.0.1:8443", "localhost:8443", "[::1]:8443"] {
+        let text = MINIMAL.replace("https://knox.example.com", &format!("http://{host}"));
+        parse(&text).unwrap_or_else(|e| panic!("{host}: {e}"));
+    }
+}
+
+#[test]
+fn resolved_config_prints_file_names_not_secrets() {
+    let c = parse(MINIMAL).unwrap();
+    let shown = c.to_string();
+    assert!(shown.contains("password_file = \"/home/alice/.cde/password\""), "{shown}");
+    assert!(shown.contains("refresh_fraction = 0.8"), "{shown}");
+    assert!(shown.contains("mode = \"0600\""), "{shown}");
+    // The printed form is itself valid config (apart from the defaults we spell out).
+    let again = Config::from_toml(&shown, "printed", &env()).unwrap();
+    assert_eq!(again.clusters, c.clusters);
+}

@@ -1,0 +1,343 @@
+//! The HTTP client for KNOXTOKEN: acquisition, with status checked before the body is read.
+//!
+//! One `reqwest::Client` per distinct TLS/timeout setting ([`Clients`]), so clusters behind
+//! the same gateway share a connection pool. Redirects are never followed (knox-api.md §7:
+//! a 302 means "go to browser SSO"), every request has a timeout, and certificate checks are
+//! on unless the cluster turned them off.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context as _;
+use reqwest::header::{ACCEPT, AUTHORIZATION, COOKIE, DATE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::{StatusCode, Url};
+use serde_json::Value;
+
+use super::error::snippet;
+use super::{epoch_ms, wire, Expiry, KnoxError, Token};
+use crate::config::{Auth, Cluster, Transport};
+use crate::secret::Secret;
+
+/// Knox answers in well under a second; connecting should not take longer than this even
+/// when the request timeout is generous.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A client for one [`Transport`]. Cheap to clone (the pool is shared).
+#[derive(Clone, Debug)]
+pub struct KnoxClient {
+    http: reqwest::Client,
+    transport: Transport,
+}
+
+/// The clients in use, one per distinct [`Transport`].
+#[derive(Default, Debug)]
+pub struct Clients {
+    by_transport: Mutex<HashMap<Transport, KnoxClient>>,
+}
+
+impl Clients {
+    /// The client for `transport`, built on first use.
+    pub fn get(&self, transport: &Transport) -> anyhow::Result<KnoxClient> {
+        let mut map = self.by_transport.lock().expect("no code panics while holding this lock");
+        if let Some(c) = map.get(transport) {
+            return Ok(c.clone());
+        }
+        let client = KnoxClient::new(transport)?;
+        map.insert(transport.clone(), client.clone());
+        Ok(client)
+    }
+
+    /// Drops clients no cluster uses any more (after a reload).
+    pub fn retain(&self, in_use: &[&Transport]) {
+        let mut map = self.by_transport.lock().expect("no code panics while holding this lock");
+        map.retain(|t, _| in_use.contains(&t));
+    }
+}
+
+impl KnoxClient {
+    /// Builds a client; fails if `ca_file` cannot be read or holds no certificate.
+    pub fn new(transport: &Transport) -> anyhow::Result<KnoxClient> {
+        // reqwest is built without a crypto provider (aws-lc-rs compiles C for minutes);
+        // ring is installed as the process default once. A second call is a harmless no-op.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(transport.timeout)
+            .connect_timeout(CONNECT_TIMEOUT.min(transport.timeout))
+            .user_agent(concat!("token-keeper/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &transport.ca_file {
+            let pem = std::fs::read(ca).with_context(|| format!("reading ca_file {}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("ca_file {} is not a PEM certificate bundle", ca.display()))?;
+            if certs.is_empty() {
+                anyhow::bail!("ca_file {} holds no PEM certificate", ca.display());
+            }
+            builder = builder.tls_certs_merge(certs);
+        }
+        if transport.insecure_skip_tls_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().context("building the HTTP client")?;
+        Ok(KnoxClient { http, transport: transport.clone() })
+    }
+
+    /// Acquires a new token for `cluster` (knox-api.md §1.3, §2).
+    pub async fn acquire(&self, cluster: &Cluster) -> Result<Token, KnoxError> {
+        let mut url = cluster.token_url.clone();
+        if let Some(lifespan) = &cluster.lifespan {
+            url.query_pairs_mut().append_pair("lifespan", lifespan);
+        }
+        let shown = display_url(&url);
+        let request = self.http.get(url).header(ACCEPT, "application/json");
+        let request = match &cluster.auth {
+            Auth::Basic { user, password_file } => {
+                let password = read_secret(password_file, "password_file", SecretKind::Password)?;
+                request.basic_auth(user, Some(password.expose()))
+            }
+            Auth::Cookie { cookie_file, cookie_name } => {
+                let value = read_secret(cookie_file, "cookie_file", SecretKind::Token)?;
+                request.header(COOKIE, format!("{cookie_name}={}", value.expose()))
+            }
+            Auth::Bearer { token_file } => {
+                let value = read_secret(token_file, "token_file", SecretKind::Token)?;
+                request.header(AUTHORIZATION, format!("Bearer {}", value.expose()))
+            }
+        };
+        let started = Instant::now();
+        let response = request.send().await.map_err(|e| self.transport_error(&shown, &e))?;
+        let received = Instant::now();
+        let acquired_at = SystemTime::now();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.text().await.map_err(|e| self.transport_error(&shown, &e))?;
+        tracing::debug!(
+            cluster = %cluster.name,
+            url = %shown,
+            status = status.as_u16(),
+            latency_ms = started.elapsed().as_millis() as u64,
+            "knox answered"
+        );
+        let knox_now_ms = knox_clock(headers.get(DATE).and_then(|v| v.to_str().ok()), acquired_at);
+        check_status(&shown, status, &headers, &body)?;
+        parse_token(&body, knox_now_ms, received, acquired_at).map_err(|reason| KnoxError::UnexpectedBody {
+            url: shown,
+            status,
+            reason,
+            snippet: snippet(&body),
+        })
+    }
+
+    fn transport_error(&self, url: &str, e: &reqwest::Error) -> KnoxError {
+        if e.is_timeout() {
+            return KnoxError::Timeout { url: url.to_owned(), after: self.transport.timeout };
+        }
+        // The error chain carries the useful part ("connection refused", a TLS reason).
+        let mut detail = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            detail.push_str(": ");
+            detail.push_str(&s.to_string());
+            source = s.source();
+        }
+        KnoxError::Transport { url: url.to_owned(), detail }
+    }
+}
+
+/// The URL for messages: no query string (it may hold `doAs` or metadata).
+fn display_url(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.to_string()
+}
+
+/// Maps a non-2xx answer to its error class. Status first, body second (knox-api.md §9.5).
+fn check_status(
+    url: &str,
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+) -> Result<(), KnoxError> {
+    let url = url.to_owned();
+    if status.is_success() {
+        return Ok(());
+    }
+    if status.is_redirection() {
+        let location = headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(|l| l.split('?').next().unwrap_or(l).to_owned())
+            .unwrap_or_else(|| "(no Location)".to_owned());
+        return Err(KnoxError::Redirect { url, status, location });
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        let challenge = headers
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_whitespace().next())
+            .map(str::to_owned);
+        return Err(KnoxError::Unauthorized { url, challenge });
+    }
+    // The limit answer is not JSON: `{ "Unable to get token - token limit exceeded." }`.
+    if status == StatusCode::FORBIDDEN && body.contains("token limit exceeded") {
+        return Err(KnoxError::TokenLimitExceeded { url });
+    }
+    let snippet = snippet(body);
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Err(KnoxError::Server { url, status, snippet });
+    }
+    Err(KnoxError::Rejected { url, status, snippet })
+}
+
+/// Knox's clock at the answer, in epoch ms. The `Date` header has one-second resolution: when
+/// it agrees with our clock to within that, our clock (ms precision) is the better estimate;
+/// otherwise Knox's clock is off and the middle of the `Date` second is used.
+fn knox_clock(date: Option<&str>, local: SystemTime) -> i64 {
+    let local_ms = epoch_ms(local);
+    let Some(date_ms) = date.and_then(|d| httpdate::parse_http_date(d).ok()).map(epoch_ms) else {
+        return local_ms;
+    };
+    if (date_ms..date_ms + 1000).contains(&local_ms) {
+        local_ms
+    } else {
+        date_ms + 500
+    }
+}
+
+/// Builds a [`Token`] from a 2xx body, or says what is wrong with it.
+pub(crate) fn parse_token(
+    body: &str,
+    knox_now_ms: i64,
+    received: Instant,
+    acquired_at: SystemTime,
+) -> Result<Token, String> {
+    let wire: wire::TokenResponse = match serde_json::from_str(body) {
+        Ok(w) => w,
+        // Knox ≤ 2.0 answers a signing failure with 200 `{ "Unable to acquire token." }`.
+        Err(_) if body.contains("Unable to acquire token") => {
+            return Err("Knox could not issue a token (\"Unable to acquire token\")".into())
+        }
+        Err(_) => return Err("the body is not JSON".into()),
+    };
+    let jwt = wire
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| "the JSON has no access_token".to_owned())?;
+    let claims = jsonwebtoken::dangerous::insecure_decode::<wire::Claims>(&jwt)
+        .map_err(|e| format!("access_token is not a JWT ({e})"))?
+        .claims;
+    let jwt_exp = match claims.exp {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| "the JWT's exp is not a number".to_owned())?),
+    };
+    let expires_in = match wire.expires_in {
+        Some(v) => parse_expires_in(&v, knox_now_ms)?,
+        // Knox always sends it; without it the JWT's exp is all we have.
+        None => jwt_exp.map_or(Expiry::Never, |s| Expiry::At(s.saturating_mul(1000))),
+    };
+    let managed = match wire.managed {
+        Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
+        Some(Value::Bool(b)) => b,
+        _ => false,
+    };
+    let token_id = wire.token_id.or(claims.knox_id).filter(|id| !id.is_empty());
+    let token = Token {
+        jwt: Secret::new(jwt),
+        token_id,
+        token_type: wire.token_type.map_or_else(|| "Bearer".to_owned(), |t| t.trim().to_owned()),
+        expires_in,
+        jwt_exp,
+        subject: claims.sub,
+        managed,
+        target_url: wire.target_url,
+        acquired_at,
+        received,
+        knox_now_ms,
+    };
+    if token.lifetime() == Some(std::time::Duration::ZERO) {
+        return Err(format!(
+            "the token is already expired (expires {} ms before Knox's clock)",
+            knox_now_ms - token.expiry_ms().unwrap_or(knox_now_ms)
+        ));
+    }
+    Ok(token)
+}
+
+/// Reads `expires_in` (knox-api.md §2.2): epoch **ms** on KNOXTOKEN, -1 (or ≤ 0) for never.
+/// Other Knox resources send relative or epoch seconds, so small values are read that way
+/// rather than as a date in 1970.
+fn parse_expires_in(v: &Value, knox_now_ms: i64) -> Result<Expiry, String> {
+    let n = match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+        Value::String(s) => s.trim().parse::<i64>().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| format!("expires_in {v} is not a number"))?;
+    Ok(match n {
+        n if n <= 0 => Expiry::Never,
+        // Relative seconds (OAuth-style resources, KnoxIDF).
+        n if n < 1_000_000_000 => Expiry::At(knox_now_ms.saturating_add(n.saturating_mul(1000))),
+        // Epoch seconds (2001 to 5138).
+        n if n < 100_000_000_000 => Expiry::At(n.saturating_mul(1000)),
+        n => Expiry::At(n),
+    })
+}
+
+#[derive(Clone, Copy)]
+enum SecretKind {
+    /// Only the trailing newline is stripped: a password may end in spaces.
+    Password,
+    /// Surrounding whitespace is stripped.
+    Token,
+}
+
+fn read_secret(path: &Path, what: &'static str, kind: SecretKind) -> Result<Secret, KnoxError> {
+    let fail = |detail: String| KnoxError::Credentials { what, path: path.display().to_string(), detail };
+    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    let value = match kind {
+        SecretKind::Password => {
+            text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text)
+        }
+        SecretKind::Token => text.trim(),
+    };
+    if value.is_empty() {
+        return Err(fail("the file is empty".into()));
+    }
+    if value.contains(['\n', '\r']) {
+        return Err(fail("the value spans several lines".into()));
+    }
+    Ok(Secret::new(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_in_units() {
+        let now = 1_700_000_000_000;
+        let check = |v: Value, want: Expiry| assert_eq!(parse_expires_in(&v, now).unwrap(), want, "{v}");
+        check(serde_json::json!(-1), Expiry::Never);
+        check(serde_json::json!(0), Expiry::Never);
+        check(serde_json::json!(1_700_000_030_000i64), Expiry::At(1_700_000_030_000));
+        check(serde_json::json!("1700000030000"), Expiry::At(1_700_000_030_000));
+        check(serde_json::json!(3600), Expiry::At(now + 3_600_000));
+        check(serde_json::json!(1_700_000_030i64), Expiry::At(1_700_000_030_000));
+        assert!(parse_expires_in(&serde_json::json!("soon"), now).is_err());
+    }
+
+    #[test]
+    fn knox_clock_estimate() {
+        let local = httpdate::parse_http_date("Sun, 06 Nov 2033 08:49:37 GMT").unwrap()
+            + std::time::Duration::from_millis(250);
+        // Same second: our clock is the finer estimate.
+        assert_eq!(knox_clock(Some("Sun, 06 Nov 2033 08:49:37 GMT"), local), epoch_ms(local));
+        // Knox two hours ahead: the middle of its second.
+        let ahead = epoch_ms(local) - 250 + 7_200_000 + 500;
+        assert_eq!(knox_clock(Some("Sun, 06 Nov 2033 10:49:37 GMT"), local), ahead);
+        // No or bad header: ours.
+        assert_eq!(knox_clock(None, local), epoch_ms(local));
+        assert_eq!(knox_clock(Some("yesterday"), local), epoch_ms(local));
+    }
+}

@@ -1,0 +1,159 @@
+//! `KnoxError`: every way a request to Knox can fail, in the classes the keeper acts on.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+/// A failed Knox request. Messages name the URL and status and never hold a token, password
+/// or cookie: bodies are cut to a short snippet with anything JWT-shaped blanked out.
+#[derive(Debug, thiserror::Error)]
+pub enum KnoxError {
+    /// Could not connect, or the connection broke.
+    #[error("cannot reach {url}: {detail}")]
+    Transport {
+        /// The request URL.
+        url: String,
+        /// The transport error chain.
+        detail: String,
+    },
+    /// No answer within the configured timeout.
+    #[error("no answer from {url} within {}", humantime::format_duration(*after))]
+    Timeout {
+        /// The request URL.
+        url: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// 401: the credentials were rejected (or the LDAP behind Knox is down; knox-api.md §7).
+    #[error("{url} rejected the credentials (401 Unauthorized){}", challenge.as_ref().map(|c| format!("; it asks for {c}")).unwrap_or_default())]
+    Unauthorized {
+        /// The request URL.
+        url: String,
+        /// The `WWW-Authenticate` scheme, if any.
+        challenge: Option<String>,
+    },
+    /// A redirect, which Knox sends to browser SSO when a cookie is missing or invalid.
+    #[error("{url} answered {status} redirecting to {location}: the topology wants browser SSO (a missing or expired cookie?); redirects are not followed")]
+    Redirect {
+        /// The request URL.
+        url: String,
+        /// 301/302/303/307/308.
+        status: StatusCode,
+        /// The `Location` header, without its query string.
+        location: String,
+    },
+    /// The per-user token limit (knox-api.md §2.3, §9.3).
+    #[error("{url} refused: per-user token limit exceeded (403); revoke unused tokens for this user or raise knox.token.limit.per.user")]
+    TokenLimitExceeded {
+        /// The request URL.
+        url: String,
+    },
+    /// Another 4xx (403 client cert, 400 bad request, 404 wrong path...).
+    #[error("{url} answered {status}: {snippet}")]
+    Rejected {
+        /// The request URL.
+        url: String,
+        /// The status.
+        status: StatusCode,
+        /// The start of the body.
+        snippet: String,
+    },
+    /// 5xx or 429: Knox is having a bad minute.
+    #[error("{url} answered {status}: {snippet}")]
+    Server {
+        /// The request URL.
+        url: String,
+        /// The status.
+        status: StatusCode,
+        /// The start of the body.
+        snippet: String,
+    },
+    /// A 2xx whose body is not a usable token.
+    #[error("{url} answered {status} but {reason}: {snippet}")]
+    UnexpectedBody {
+        /// The request URL.
+        url: String,
+        /// The status.
+        status: StatusCode,
+        /// What is wrong with it.
+        reason: String,
+        /// The start of the body.
+        snippet: String,
+    },
+    /// The credential file could not be read.
+    #[error("cannot read {what} {path}: {detail}")]
+    Credentials {
+        /// "password_file" etc.
+        what: &'static str,
+        /// The file.
+        path: String,
+        /// The IO error.
+        detail: String,
+    },
+}
+
+impl KnoxError {
+    /// Whether trying again soon may help (network, timeouts, 5xx, 429). `once` keeps
+    /// retrying only these; the daemon retries everything, with backoff.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, KnoxError::Transport { .. } | KnoxError::Timeout { .. } | KnoxError::Server { .. })
+    }
+
+    /// The HTTP status, if there was an answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            KnoxError::Unauthorized { .. } => Some(401),
+            KnoxError::TokenLimitExceeded { .. } => Some(403),
+            KnoxError::Redirect { status, .. }
+            | KnoxError::Rejected { status, .. }
+            | KnoxError::Server { status, .. }
+            | KnoxError::UnexpectedBody { status, .. } => Some(status.as_u16()),
+            _ => None,
+        }
+    }
+}
+
+/// The first 160 characters of `body` on one line, with anything that looks like a JWT
+/// (`eyJ...`) replaced by `<jwt>`, for error messages.
+pub fn snippet(body: &str) -> String {
+    const MAX: usize = 160;
+    let mut out = String::new();
+    let mut rest = body.trim();
+    while let Some(i) = rest.find("eyJ") {
+        out.push_str(&rest[..i]);
+        out.push_str("<jwt>");
+        let after = &rest[i..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '=')))
+            .unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    let one_line: String = out.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if one_line.is_empty() {
+        return "(empty body)".to_owned();
+    }
+    match one_line.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}...", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::snippet;
+
+    #[test]
+    fn snippet_blanks_jwts_and_truncates() {
+        let check = |body: &str, want: &str| assert_eq!(snippet(body), want, "body {body:?}");
+        check("", "(empty body)");
+        check(
+            "{ \"Unable to get token - token limit exceeded.\" }",
+            "{ \"Unable to get token - token limit exceeded.\" }",
+        );
+        check("{\"access_token\":\"eyJhbGc.eyJzdWIi.c2ln\"}", "{\"access_token\":\"<jwt>\"}");
+        check("a\nb\tc", "a b c");
+        let long = "x".repeat(500);
+        assert_eq!(snippet(&long).len(), 163);
+    }
+}

@@ -1,0 +1,41 @@
+//! Knox's JSON exactly as it is on the wire (knox-api.md §2.1, §8), and nothing else.
+//!
+//! These are the only serde types besides the config's raw layer. They mirror the server
+//! loosely on purpose: every field is optional and `managed`/`expires_in` accept the string
+//! and number spellings seen across Knox versions, so that a missing field is reported by
+//! `knox::client` with a clear message instead of a serde error.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The acquisition response body (knox-api.md §2.1). Field order is not stable (a Java
+/// `HashMap`), which serde does not care about.
+#[derive(Debug, Deserialize)]
+pub struct TokenResponse {
+    /// The serialized JWT. Absent on Knox ≤ 2.0's 200 "Unable to acquire token." answer.
+    pub access_token: Option<String>,
+    /// The `knox.id` UUID; absent before Knox 1.6.
+    pub token_id: Option<String>,
+    /// `"true"`/`"false"` as a JSON string; absent before Knox 1.6.
+    pub managed: Option<Value>,
+    /// `"Bearer"` (one old docs example has a trailing space).
+    pub token_type: Option<String>,
+    /// Epoch milliseconds on Knox's clock, or -1 for never (knox-api.md §2.2).
+    pub expires_in: Option<Value>,
+    /// `knox.token.target.url`, if configured on the topology.
+    pub target_url: Option<String>,
+}
+
+/// The JWT claims token-keeper reads (knox-api.md §8). The signature is not verified: the
+/// token came over TLS from the gateway we trust, and consumers verify it where it matters.
+#[derive(Debug, Deserialize)]
+pub struct Claims {
+    /// Expiry in epoch **seconds**, truncated from `expires_in`; absent for never-expiring
+    /// tokens.
+    pub exp: Option<Value>,
+    /// The user the token is for.
+    pub sub: Option<String>,
+    /// The token id.
+    #[serde(rename = "knox.id")]
+    pub knox_id: Option<String>,
+}

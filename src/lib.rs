@@ -1,0 +1,33 @@
+//! token-keeper keeps short-lived Apache Knox (KNOXTOKEN) JSON Web Tokens fresh and publishes
+//! them atomically as files that scripts, Spark jobs and systemd services read.
+//!
+//! # Layout
+//! - [`app`]: wires the daemon (signals, reload, keeper) and implements each CLI verb.
+//! - [`cli`]: the command line.
+//! - [`config`]: `RawConfig` (serde) → validated `Config`.
+//! - [`knox`]: the KNOXTOKEN HTTP client, its wire types and errors.
+//! - [`scheduler`]: the pure `plan` function: when to refresh, how to back off.
+//! - [`keeper`]: the async loop around `plan`: timers, attempts, reload of clusters.
+//! - [`output`]: the bytes of each output format, and reading them back.
+//! - [`sink`]: the only code that writes token files (atomically).
+//! - [`reload`]: config file watcher → `Control::Reload`.
+//! - [`signals`]: Unix signals → `Control`.
+//! - [`systemd`]: sd_notify READY/RELOADING/STOPPING/STATUS.
+//! - [`secret`]: `Secret`, which never prints its value.
+//! - [`sim`]: the Knox simulator behind `sim`, `demo` and the tests.
+//!
+//! See `docs/ARCHITECTURE.md` for the bird's-eye view and the invariants.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod keeper;
+pub mod knox;
+pub mod output;
+pub mod reload;
+pub mod scheduler;
+pub mod secret;
+pub mod signals;
+pub mod sim;
+pub mod sink;
+pub mod systemd;

@@ -1,0 +1,93 @@
+//! The `token-keeper` binary: parse the command line, set up logging, run the verb, and turn
+//! the result into an exit code (0 ok, 1 runtime failure, 2 usage or config error).
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use token_keeper::app;
+use token_keeper::cli::{Cli, Command};
+use token_keeper::config::{self, ConfigError};
+use token_keeper::sim::SimOptions;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log_level.as_deref());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // Publishing (fsync) runs on the blocking pool; a few threads are plenty, and a cap
+        // keeps memory flat when a thousand clusters publish at once.
+        .max_blocking_threads(4)
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            if err.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config_path = || config::resolve_path(cli.config.as_deref());
+    let ok_if = |b: bool| if b { ExitCode::SUCCESS } else { ExitCode::from(1) };
+    match cli.command {
+        Command::Run => app::run(&config_path()).await.map(|()| ExitCode::SUCCESS),
+        Command::Once { timeout } => app::once(&config_path(), timeout).await.map(ok_if),
+        Command::CheckConfig => app::check_config(&config_path()).map(|()| ExitCode::SUCCESS),
+        Command::Status => app::status(&config_path()).map(ok_if),
+        Command::Token { cluster, format } => {
+            app::token(&config_path(), cluster.as_deref(), format).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Sim { listen, ttl, never_expire, users, topology, unmanaged, clock_offset } => {
+            let mut options = SimOptions {
+                topology,
+                ttl: if never_expire { None } else { Some(ttl) },
+                managed: !unmanaged,
+                clock_offset,
+                ..SimOptions::default()
+            };
+            if !users.is_empty() {
+                options.users = users
+                    .iter()
+                    .map(|u| match u.split_once(':') {
+                        Some((user, pass)) => Ok((user.to_owned(), pass.to_owned())),
+                        None => Err(anyhow::anyhow!("--user {u:?} is not USER:PASSWORD")),
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| ConfigError::invalid("command line", format!("{e}")))?;
+            }
+            app::sim(app::SimArgs { listen, options }).await.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Demo { dir } => app::demo(&dir).await.map(|()| ExitCode::SUCCESS),
+    }
+}
+
+/// Logs go to stderr (journald under systemd); stdout is only for command output.
+fn init_tracing(level: Option<&str>) {
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    let spec = level.map(str::to_owned).or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_default();
+    let filter = spec.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
+    let filter = if spec.trim().is_empty() { Targets::new().with_default(LevelFilter::INFO) } else { filter };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .with_max_level(LevelFilter::TRACE)
+        .finish()
+        .with(filter)
+        .init();
+}

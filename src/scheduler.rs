@@ -1,0 +1,162 @@
+//! When to refresh: the pure [`plan`] function and the types it reads.
+//!
+//! `plan` does no IO, reads no clock and cannot fail: the caller passes `now` and the random
+//! samples it drew, so every decision is a table test away. The async loop that acts on its
+//! answers lives in `keeper.rs`.
+//!
+//! All instants are monotonic (`Instant`) and were derived from Knox's clock at the moment
+//! the token arrived (see `knox::Token::lifetime`), so a wall-clock jump on this host cannot
+//! make a token look fresher or staler than it is.
+
+use std::time::{Duration, Instant};
+
+/// First retry after a failure: about a second, so a blip costs little.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
+/// Retries never wait longer than this, so recovery after a Knox outage is prompt.
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// The shortest wait between attempts, whatever the jitter drew: never a tight loop.
+pub const MIN_RETRY: Duration = Duration::from_millis(100);
+
+/// Refresh policy of one cluster (config keys of the same names).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// Replace a token once this share of its lifetime has passed. 0.8 leaves a fifth of the
+    /// lifetime to ride out a Knox outage.
+    pub refresh_fraction: f64,
+    /// ...and never later than this before it expires; also the "fresh" threshold.
+    pub min_remaining: Duration,
+    /// Up to this share of the lifetime is taken off the refresh point at random, so many
+    /// keepers started together do not hit Knox together. Only ever earlier.
+    pub jitter: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy { refresh_fraction: 0.8, min_remaining: Duration::from_secs(60), jitter: 0.05 }
+    }
+}
+
+impl Policy {
+    /// The safety margin before expiry for a token of this lifetime: `min_remaining`, or half
+    /// the lifetime when the lifetime is shorter than twice that, so a short-lived token is
+    /// refreshed at mid-life instead of immediately (which would loop).
+    pub fn margin(&self, lifetime: Duration) -> Duration {
+        if lifetime < self.min_remaining * 2 {
+            lifetime / 2
+        } else {
+            self.min_remaining
+        }
+    }
+}
+
+/// The published token, in monotonic time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Held {
+    /// When it arrived (Knox's issue time, as near as we can tell).
+    pub issued: Instant,
+    /// When it stops working, or `None` for a token that never expires.
+    pub expires: Option<Instant>,
+    /// The jitter draw for this token in [0, 1), fixed at acquisition so re-planning (after a
+    /// reload, say) gives the same point.
+    pub jitter_sample: f64,
+}
+
+impl Held {
+    /// The token's lifetime, or `None` if it never expires.
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.expires.map(|e| e.saturating_duration_since(self.issued))
+    }
+
+    /// The point at which a token is replaced when all goes well.
+    pub fn refresh_at(&self, policy: &Policy) -> Option<Instant> {
+        let lifetime = self.lifetime()?;
+        let by_fraction = lifetime.mul_f64(policy.refresh_fraction);
+        let by_margin = lifetime - policy.margin(lifetime);
+        let jitter = lifetime.mul_f64(policy.jitter * self.jitter_sample.clamp(0.0, 1.0));
+        Some(self.issued + by_fraction.min(by_margin).saturating_sub(jitter))
+    }
+
+    /// The last point at which replacing it still leaves the full margin.
+    pub fn last_safe(&self, policy: &Policy) -> Option<Instant> {
+        let lifetime = self.lifetime()?;
+        Some(self.issued + (lifetime - policy.margin(lifetime)))
+    }
+
+    /// Whether at least `min_remaining` is left at `now` ("fresh").
+    pub fn is_fresh(&self, now: Instant, policy: &Policy) -> bool {
+        match self.expires {
+            None => true,
+            Some(e) => e.saturating_duration_since(now) >= policy.min_remaining,
+        }
+    }
+}
+
+/// Consecutive failures since the last success.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Failures {
+    /// How many in a row (at least 1).
+    pub count: u32,
+    /// When the last one happened.
+    pub last: Instant,
+    /// The backoff draw for the last one, in [0, 1).
+    pub sample: f64,
+}
+
+/// What the keeper knows about one cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct View {
+    /// The published token, if any.
+    pub held: Option<Held>,
+    /// Set while refreshing keeps failing.
+    pub failures: Option<Failures>,
+}
+
+/// What to do next for one cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Acquire (and publish) a token now.
+    Acquire,
+    /// Nothing until then.
+    WaitUntil(Instant),
+    /// Nothing until something changes: the token never expires.
+    Idle,
+}
+
+/// The backoff before retry number `count` (1-based): exponential from [`BACKOFF_BASE`],
+/// capped at [`BACKOFF_CAP`], with full jitter (`sample` in [0, 1) scales it), and never below
+/// [`MIN_RETRY`].
+pub fn backoff(count: u32, sample: f64) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << count.saturating_sub(1).min(16)).min(BACKOFF_CAP);
+    exp.mul_f64(sample.clamp(0.0, 1.0)).max(MIN_RETRY)
+}
+
+/// Decides the next step for one cluster. Pure: same inputs, same answer.
+pub fn plan(now: Instant, view: &View, policy: &Policy) -> Action {
+    let due = match (view.failures, view.held) {
+        (Some(f), held) => {
+            let mut retry = f.last + backoff(f.count, f.sample);
+            // While a good token is published, do not sleep past the points that matter for
+            // it: the last safe refresh point, then its expiry.
+            if let Some(h) = held {
+                let limits = [h.last_safe(policy), h.expires];
+                if let Some(limit) = limits.into_iter().flatten().find(|&t| t > f.last) {
+                    retry = retry.min(limit.max(f.last + MIN_RETRY));
+                }
+            }
+            retry
+        }
+        (None, Some(h)) => match h.refresh_at(policy) {
+            Some(t) => t,
+            None => return Action::Idle,
+        },
+        (None, None) => return Action::Acquire,
+    };
+    if due <= now {
+        Action::Acquire
+    } else {
+        Action::WaitUntil(due)
+    }
+}
+
+#[cfg(test)]
+mod tests;

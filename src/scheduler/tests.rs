@@ -1,0 +1,193 @@
+//! Table tests and property tests for `plan` and `backoff`.
+
+use super::*;
+use proptest::prelude::*;
+
+const S: Duration = Duration::from_secs(1);
+
+fn policy(fraction: f64, min_remaining_s: u64, jitter: f64) -> Policy {
+    Policy { refresh_fraction: fraction, min_remaining: S * min_remaining_s as u32, jitter }
+}
+
+fn held(t0: Instant, lifetime: Option<Duration>, jitter_sample: f64) -> Held {
+    Held { issued: t0, expires: lifetime.map(|l| t0 + l), jitter_sample }
+}
+
+/// `check(view, now offset, policy, expected offset or Acquire/Idle)`, all offsets from t0.
+fn check(view: impl Fn(Instant) -> View, now: Duration, policy: Policy, expected: Expect) {
+    let t0 = Instant::now();
+    let got = plan(t0 + now, &view(t0), &policy);
+    let want = match expected {
+        Expect::Acquire => Action::Acquire,
+        Expect::Idle => Action::Idle,
+        Expect::At(d) => Action::WaitUntil(t0 + d),
+    };
+    assert_eq!(got, want, "now=+{now:?} policy={policy:?}");
+}
+
+#[derive(Debug)]
+enum Expect {
+    Acquire,
+    Idle,
+    At(Duration),
+}
+
+#[test]
+fn plan_table() {
+    let p = policy(0.8, 60, 0.0);
+    // Nothing held, no failures: acquire.
+    check(|_| View::default(), Duration::ZERO, p, Expect::Acquire);
+    // 1 h token: 0.8 × 3600 = 2880 s is earlier than 3600 − 60.
+    check(|t| View { held: Some(held(t, Some(S * 3600), 0.0)), failures: None }, S, p, Expect::At(S * 2880));
+    // The fraction point has passed: acquire.
+    check(
+        |t| View { held: Some(held(t, Some(S * 3600), 0.0)), failures: None },
+        S * 2880,
+        p,
+        Expect::Acquire,
+    );
+    // 200 s token with fraction 0.95: min_remaining wins (200 − 60 = 140 < 190).
+    check(
+        |t| View { held: Some(held(t, Some(S * 200), 0.0)), failures: None },
+        S,
+        policy(0.95, 60, 0.0),
+        Expect::At(S * 140),
+    );
+    // Short-lived (3 s) token with a 60 s min_remaining: margin is half the lifetime.
+    check(
+        |t| View { held: Some(held(t, Some(S * 3), 0.0)), failures: None },
+        Duration::ZERO,
+        p,
+        Expect::At(Duration::from_millis(1500)),
+    );
+    // Never expires: idle.
+    check(|t| View { held: Some(held(t, None, 0.5)), failures: None }, S, p, Expect::Idle);
+    // Jitter only ever moves the point earlier: 5% of 1000 s × 0.5 = 25 s off 800 s.
+    check(
+        |t| View { held: Some(held(t, Some(S * 1000), 0.5)), failures: None },
+        S,
+        policy(0.8, 60, 0.05),
+        Expect::At(S * 775),
+    );
+}
+
+#[test]
+fn plan_backoff_table() {
+    let p = policy(0.8, 60, 0.0);
+    let fail = |t: Instant, count, sample| Some(Failures { count, last: t, sample });
+    // First failure, nothing held: retry after at most ~1 s (full jitter).
+    check(
+        |t| View { held: None, failures: fail(t, 1, 0.999) },
+        Duration::ZERO,
+        p,
+        Expect::At(Duration::from_millis(999)),
+    );
+    // Full jitter never goes below the floor.
+    check(|t| View { held: None, failures: fail(t, 1, 0.0) }, Duration::ZERO, p, Expect::At(MIN_RETRY));
+    // Doubling: the 4th failure waits up to 8 s.
+    check(|t| View { held: None, failures: fail(t, 4, 0.5) }, Duration::ZERO, p, Expect::At(S * 4));
+    // Capped at 5 minutes.
+    check(
+        |t| View { held: None, failures: fail(t, 30, 0.999_999) },
+        Duration::ZERO,
+        p,
+        Expect::At(BACKOFF_CAP.mul_f64(0.999_999)),
+    );
+    // A held 1 h token: a 300 s backoff that would pass the last safe point (3540 s) is cut.
+    check(
+        |t| View {
+            held: Some(held(t, Some(S * 3600), 0.0)),
+            failures: Some(Failures { count: 20, last: t + S * 3400, sample: 0.999 }),
+        },
+        S * 3400,
+        p,
+        Expect::At(S * 3540),
+    );
+    // Past the last safe point, the limit becomes the expiry itself.
+    check(
+        |t| View {
+            held: Some(held(t, Some(S * 3600), 0.0)),
+            failures: Some(Failures { count: 20, last: t + S * 3550, sample: 0.999 }),
+        },
+        S * 3550,
+        p,
+        Expect::At(S * 3600),
+    );
+    // Due already: acquire.
+    check(|t| View { held: None, failures: fail(t, 1, 0.5) }, S * 2, p, Expect::Acquire);
+}
+
+#[test]
+fn backoff_doubles_and_caps() {
+    assert_eq!(backoff(1, 1.0), S);
+    assert_eq!(backoff(2, 1.0), S * 2);
+    assert_eq!(backoff(3, 1.0), S * 4);
+    assert_eq!(backoff(9, 1.0), S * 256);
+    assert_eq!(backoff(10, 1.0), BACKOFF_CAP);
+    assert_eq!(backoff(u32::MAX, 1.0), BACKOFF_CAP);
+    assert_eq!(backoff(1, 0.0), MIN_RETRY);
+}
+
+fn arb_policy() -> impl Strategy<Value = Policy> {
+    (0.01f64..=1.0, 1u64..=7200, 0.0f64..=0.5).prop_map(|(f, m, j)| Policy {
+        refresh_fraction: f,
+        min_remaining: Duration::from_millis(m * 100),
+        jitter: j,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, max_shrink_iters: 0, ..ProptestConfig::default() })]
+
+    /// A token is always replaced before it expires, and never before it was issued.
+    #[test]
+    fn refresh_is_before_expiry_and_after_issue(
+        policy in arb_policy(),
+        lifetime_ms in 1u64..=30 * 24 * 3600 * 1000,
+        sample in 0.0f64..1.0,
+    ) {
+        let t0 = Instant::now();
+        let h = held(t0, Some(Duration::from_millis(lifetime_ms)), sample);
+        let at = h.refresh_at(&policy).unwrap();
+        prop_assert!(at >= t0);
+        prop_assert!(at < h.expires.unwrap());
+        // The margin left is at least min_remaining when the lifetime allows it.
+        let lifetime = Duration::from_millis(lifetime_ms);
+        if lifetime >= policy.min_remaining * 2 {
+            prop_assert!(h.expires.unwrap() - at >= policy.min_remaining);
+        }
+    }
+
+    /// A short-lived token is refreshed no earlier than min(fraction, 1/2) of its life less the
+    /// jitter, so it cannot loop.
+    #[test]
+    fn short_lifetimes_do_not_loop(policy in arb_policy(), lifetime_ms in 1u64..=10_000, sample in 0.0f64..1.0) {
+        let t0 = Instant::now();
+        let lifetime = Duration::from_millis(lifetime_ms);
+        let h = held(t0, Some(lifetime), sample);
+        let at = h.refresh_at(&policy).unwrap();
+        let floor = lifetime.mul_f64(policy.refresh_fraction.min(0.5)) .saturating_sub(lifetime.mul_f64(policy.jitter));
+        prop_assert!(at - t0 + Duration::from_nanos(1) >= floor, "at=+{:?} floor={:?}", at - t0, floor);
+    }
+
+    /// Backoff is bounded, never below the floor, and never plans into the past of the failure.
+    #[test]
+    fn backoff_is_bounded(count in 1u32..=1000, sample in 0.0f64..1.0, policy in arb_policy(),
+                          lifetime_s in 1u64..=86_400, fail_at_s in 0u64..=90_000) {
+        let d = backoff(count, sample);
+        prop_assert!(d >= MIN_RETRY && d <= BACKOFF_CAP);
+        let t0 = Instant::now();
+        let last = t0 + Duration::from_secs(fail_at_s);
+        let view = View {
+            held: Some(held(t0, Some(Duration::from_secs(lifetime_s)), 0.0)),
+            failures: Some(Failures { count, last, sample }),
+        };
+        match plan(last, &view, &policy) {
+            Action::WaitUntil(t) => {
+                prop_assert!(t >= last + MIN_RETRY);
+                prop_assert!(t <= last + BACKOFF_CAP);
+            }
+            other => prop_assert!(false, "unexpected {:?}", other),
+        }
+    }
+}

@@ -1,0 +1,71 @@
+//! `Secret`: the one type that holds token, password and cookie bytes.
+//!
+//! Its `Debug` and `Display` print `<redacted>`, so a secret that reaches a log line or an
+//! error message by accident shows nothing. Code that needs the bytes calls
+//! [`Secret::expose`], which is easy to grep for.
+
+use std::fmt;
+
+/// A credential or token. Never printed; compare and fingerprint instead.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a value.
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    /// The secret bytes, for the HTTP client and the sink only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// A short, stable fingerprint for logs: the first 8 hex digits of SHA-256.
+    ///
+    /// Operators can match a log line to a published file (`sha256sum`) without the log
+    /// ever holding the token.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.0.as_bytes())
+    }
+}
+
+/// The first 8 hex digits of the SHA-256 of `bytes`.
+pub fn fingerprint(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    digest[..4].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn never_prints_its_value() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s}"), "<redacted>");
+        assert_eq!(format!("{s:?}"), "<redacted>");
+        assert_eq!(format!("{:?}", Some(&s)), "Some(<redacted>)");
+        assert_eq!(s.expose(), "hunter2");
+    }
+
+    #[test]
+    fn fingerprint_is_sha256_prefix() {
+        // sha256("abc") = ba7816bf...
+        assert_eq!(fingerprint(b"abc"), "ba7816bf");
+        assert_eq!(Secret::new("abc").fingerprint(), "ba7816bf");
+    }
+}

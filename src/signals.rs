@@ -1,0 +1,47 @@
+//! Unix signals to [`Control`] messages, in one task.
+//!
+//! - SIGHUP → reload: the convention for daemons, and what `ExecReload=kill -HUP $MAINPID`
+//!   sends.
+//! - SIGTERM → shutdown: what systemd and container runtimes send to stop a service.
+//! - SIGINT → shutdown: Ctrl-C in a terminal (`token-keeper demo`).
+//! - SIGUSR1 → refresh every cluster now: for an operator who rotated a password or wants a
+//!   new token without waiting.
+//!
+//! The handlers are installed by [`install`] before anything else starts, so a SIGHUP that
+//! arrives during start-up is queued instead of killing the process (its default action).
+
+use futures_util::StreamExt as _;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+use signal_hook_tokio::Signals;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::app::Control;
+
+/// Installs the handlers.
+pub fn install() -> std::io::Result<Signals> {
+    Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
+}
+
+/// Forwards signals to `control` until `shutdown`.
+pub async fn run(mut signals: Signals, control: mpsc::Sender<Control>, shutdown: CancellationToken) {
+    let handle = signals.handle();
+    loop {
+        let signal = tokio::select! {
+            s = signals.next() => s,
+            () = shutdown.cancelled() => break,
+        };
+        let Some(signal) = signal else { break };
+        let message = match signal {
+            SIGHUP => Control::Reload { cause: "SIGHUP" },
+            SIGUSR1 => Control::Refresh,
+            SIGTERM => Control::Shutdown { cause: "SIGTERM" },
+            SIGINT => Control::Shutdown { cause: "SIGINT" },
+            _ => continue,
+        };
+        if control.send(message).await.is_err() {
+            break;
+        }
+    }
+    handle.close();
+}

@@ -1,0 +1,96 @@
+//! The simulator's token signing: the bundled dev key, the JWTs it issues, the JWKS document that
+//! publishes the matching public key (knox-api.md §8), and claim reading for renew and revoke.
+//!
+//! `dev_key.pem` is a PUBLIC, DEV-ONLY RSA key pair, committed on purpose, in the spirit of
+//! `vault server -dev`: anyone can read it, so a token it signs proves nothing. Only the simulator
+//! uses it; the daemon itself never signs anything.
+
+use std::sync::OnceLock;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, ThumbprintHash};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{json, Map, Value};
+
+/// The parsed dev key and the public parts derived from it, built once per process because RSA
+/// key parsing is slow in debug builds.
+struct DevKey {
+    encoding: EncodingKey,
+    /// RFC 7638 SHA-256 thumbprint of the public key, which is how Knox computes `kid` (§8).
+    kid: String,
+    /// Base64url modulus and exponent for the JWKS document.
+    n: String,
+    e: String,
+}
+
+fn dev_key() -> &'static DevKey {
+    static KEY: OnceLock<DevKey> = OnceLock::new();
+    KEY.get_or_init(|| {
+        // The key is compiled in, so these either always or never work; the JWKS round-trip test
+        // in `tests.rs` makes sure it is always.
+        let encoding = EncodingKey::from_rsa_pem(include_bytes!("dev_key.pem"))
+            .expect("the bundled dev_key.pem is a valid PKCS#1 RSA key");
+        let jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)
+            .expect("the public half of a parsed RSA key can always be extracted");
+        let kid = jwk.thumbprint(ThumbprintHash::SHA256);
+        let AlgorithmParameters::RSA(rsa) = jwk.algorithm else {
+            unreachable!("an RSA encoding key always yields RSA JWK parameters")
+        };
+        DevKey { encoding, kid, n: rsa.n, e: rsa.e }
+    })
+}
+
+/// Signs a token the way Knox's `DefaultTokenAuthorityService` does with its defaults
+/// (knox-api.md §8): RS256, `typ` JWT, `kid` and `jku` in the header and again as claims, `iss`
+/// KNOXSSO, and no `iat`, `nbf` or `jti`.
+pub(super) fn issue(
+    user: &str,
+    token_id: &str,
+    expires_in: i64,
+    managed: bool,
+    jku: &str,
+) -> jsonwebtoken::errors::Result<String> {
+    let key = dev_key();
+    let mut header = Header::new(Algorithm::RS256);
+    header.typ = Some("JWT".to_owned());
+    header.kid = Some(key.kid.clone());
+    header.jku = Some(jku.to_owned());
+    let mut claims = json!({
+        "sub": user,
+        "jku": jku,
+        "kid": key.kid,
+        "iss": "KNOXSSO",
+        "managed.token": managed.to_string(),
+        "knox.id": token_id,
+    });
+    // knox-api.md §2.2: a never-expiring token has no `exp` at all; otherwise nimbus truncates
+    // the millisecond expiry to whole seconds.
+    if expires_in != -1 {
+        claims["exp"] = json!(expires_in / 1000);
+    }
+    jsonwebtoken::encode(&header, &claims, &key.encoding)
+}
+
+/// The body of `GET .../knoxtoken/api/v1/jwks.json` at Knox ≥2.1.0 (knox-api.md §8).
+pub(super) fn jwks_json() -> String {
+    let key = dev_key();
+    let jwk = json!({"kty": "RSA", "e": key.e, "use": "sig", "kid": key.kid, "alg": "RS256", "n": key.n});
+    json!({ "keys": [jwk] }).to_string()
+}
+
+/// Reads a JWT's claims without checking its signature, as Knox's `new JWTToken(token)` does on
+/// the renew and revoke paths (knox-api.md §3.1, §4.1). The error is nimbus' message, which Knox
+/// passes on to the caller.
+pub(super) fn unverified_claims(token: &str) -> Result<Map<String, Value>, &'static str> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(_signature)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err("Invalid serialized unsecured/JWS/JWE object: Missing part delimiters");
+    };
+    let decode = |part: &str| {
+        let bytes = URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?;
+        serde_json::from_slice::<Map<String, Value>>(&bytes).ok()
+    };
+    decode(header).ok_or("Invalid JWS header: Invalid JSON object")?;
+    decode(payload).ok_or("Payload of JWS object is not a valid JSON object")
+}

@@ -1,0 +1,302 @@
+//! The Apache Knox KNOXTOKEN simulator behind `token-keeper sim`, `demo` and the tests: a small
+//! HTTP/1.1 server that answers like Knox's token service, quirks included (`knox-api.md`), with
+//! scripted replies, a request log and a clock that can run ahead of or behind the local one.
+//!
+//! It is faithful to Knox, not convenient: `expires_in` is epoch milliseconds, `managed` is a JSON
+//! string, and many error bodies are not JSON at all.
+//!
+//! # Layout
+//! - `server`: accept loop, routing, authentication and the KNOXTOKEN handlers;
+//! - `jwt`: the public dev signing key, token signing and the JWKS document;
+//! - `tests`: real HTTP over loopback.
+
+mod jwt;
+mod server;
+#[cfg(test)]
+// tests pending
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How the simulated topology is configured.
+#[derive(Clone)]
+pub struct SimOptions {
+    /// Topology name in `/gateway/<topology>/knoxtoken/...`.
+    pub topology: String,
+    /// `knox.token.ttl`; `None` is Knox's `-1`: tokens never expire (`expires_in` -1, no `exp`).
+    pub ttl: Option<Duration>,
+    /// Accepted HTTP Basic `(user, password)` pairs, as a Shiro `authcBasic` topology would.
+    pub users: Vec<(String, String)>,
+    /// Accepted `hadoop-jwt` cookie values and the user each one stands for (SSOCookieProvider).
+    pub cookies: Vec<(String, String)>,
+    /// Accepted `Authorization: Bearer` values and their users (JWTProvider).
+    pub bearer_tokens: Vec<(String, String)>,
+    /// Server-managed token state: the `managed` field and the `managed.token` claim.
+    pub managed: bool,
+    /// Milliseconds added to the local clock to get Knox's clock, so clients can be tested
+    /// against a server whose clock is wrong.
+    pub clock_offset: i64,
+    /// `knox.token.target.url`, echoed as `target_url`.
+    pub target_url: Option<String>,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            topology: "sandbox".to_owned(),
+            // Knox's TOKEN_TTL_DEFAULT is 30000 ms (knox-api.md §6).
+            ttl: Some(Duration::from_secs(30)),
+            users: vec![("alice".to_owned(), "alice-password".to_owned())],
+            cookies: Vec::new(),
+            bearer_tokens: Vec::new(),
+            managed: true,
+            clock_offset: 0,
+            target_url: None,
+        }
+    }
+}
+
+/// Which KNOXTOKEN API a URL points at (knox-api.md §1.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiVersion {
+    /// `knoxtoken/api/v1`, present in every Knox release.
+    V1,
+    /// `knoxtoken/api/v2`, Knox ≥2.1.0.
+    V2,
+}
+
+impl ApiVersion {
+    fn segment(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "v1",
+            ApiVersion::V2 => "v2",
+        }
+    }
+}
+
+/// A canned reply that answers one token acquisition instead of the normal logic.
+#[derive(Clone, Debug)]
+pub struct Scripted {
+    /// HTTP status; a value hyper cannot send is answered as 500.
+    pub status: u16,
+    /// Extra headers; the sim still adds `Date` unless one is given here.
+    pub headers: Vec<(String, String)>,
+    /// Body bytes, sent exactly as given.
+    pub body: String,
+    /// How long to wait before answering, for client-timeout tests.
+    pub delay: Duration,
+}
+
+impl Scripted {
+    /// A reply with no extra headers and no delay.
+    pub fn new(status: u16, body: impl Into<String>) -> Self {
+        Scripted { status, headers: Vec::new(), body: body.into(), delay: Duration::ZERO }
+    }
+
+    /// Waits `d` before answering.
+    pub fn delayed(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    fn json(status: u16, body: &str) -> Self {
+        Scripted::new(status, body).header("Content-Type", "application/json")
+    }
+
+    /// 403 for the per-user token limit; the body is not valid JSON (knox-api.md §2.3).
+    pub fn token_limit_exceeded() -> Self {
+        Scripted::json(403, r#"{ "Unable to get token - token limit exceeded." }"#)
+    }
+
+    /// Knox ≤2.0.0's answer to a signing failure: 200 with no `access_token`, and not JSON
+    /// (knox-api.md §2.3).
+    pub fn unable_to_acquire_200() -> Self {
+        Scripted::json(200, r#"{ "Unable to acquire token." }"#)
+    }
+
+    /// Shiro's Basic challenge, e.g. after an LDAP outage (knox-api.md §7).
+    pub fn unauthorized() -> Self {
+        Scripted::new(401, "").header("WWW-Authenticate", server::BASIC_CHALLENGE)
+    }
+
+    /// SSOCookieProvider's redirect to the KnoxSSO login page (knox-api.md §7), for the v1 token
+    /// URL of `sim`.
+    pub fn sso_redirect(sim: &Sim) -> Self {
+        let location = server::sso_login_url(&sim.origin(), &sim.token_url(ApiVersion::V1));
+        Scripted::new(302, "").header("Location", location)
+    }
+
+    /// A Jetty 500 error page, as when Knox itself fails.
+    pub fn server_error_html() -> Self {
+        Scripted::html(500, "Server Error")
+    }
+
+    /// A Jetty 503 page, as while Knox (re)deploys the topology.
+    pub fn service_unavailable() -> Self {
+        Scripted::html(503, "Service Unavailable")
+    }
+
+    /// 200 with a well-formed JSON object that lacks `access_token` (knox-api.md §2.3: clients
+    /// must check for it even on 200).
+    pub fn ok_without_access_token() -> Self {
+        Scripted::json(200, r#"{"token_type":"Bearer","managed":"false"}"#)
+    }
+
+    fn html(status: u16, reason: &str) -> Self {
+        // The URI in a canned page cannot know the request; the default topology's token URL
+        // is what such a page most often shows.
+        let page = server::jetty_error_page(status, reason, "/gateway/sandbox/knoxtoken/api/v1/token");
+        Scripted::new(status, page).header("Content-Type", server::HTML)
+    }
+}
+
+/// One request the simulator saw. Credentials are never stored, only their kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRecord {
+    /// HTTP method.
+    pub method: String,
+    /// Request path, without the query.
+    pub path: String,
+    /// Raw query string, empty when there is none.
+    pub query: String,
+    /// Status answered; 0 while the answer is still pending (e.g. a delayed scripted reply).
+    pub status: u16,
+    /// The authenticated user, if the credentials were valid.
+    pub user: Option<String>,
+    /// Kind of credentials presented: "basic", "cookie", "bearer" or "none".
+    pub auth: &'static str,
+    /// Whether the CSRF header `X-XSRF-Header` was sent (knox-api.md §1.4).
+    pub has_xsrf_header: bool,
+}
+
+/// One token the simulator issued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issued {
+    /// The serialized JWT (`access_token`).
+    pub jwt: String,
+    /// `token_id`, equal to the `knox.id` claim.
+    pub token_id: String,
+    /// The token's subject.
+    pub user: String,
+    /// `expires_in` as answered: epoch milliseconds on Knox's clock, or -1 for never.
+    pub expires_in: i64,
+}
+
+/// A running simulator. Dropping it stops it too, but without waiting; use [`Sim::stop`] when
+/// the caller needs the port closed.
+pub struct Sim {
+    addr: SocketAddr,
+    shared: Arc<server::Shared>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl Sim {
+    /// Binds `listen` (port 0 picks a free port) and serves on a spawned task.
+    pub async fn start(listen: SocketAddr, opts: SimOptions) -> std::io::Result<Sim> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(server::Shared::new(opts));
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        tracker.spawn(server::accept_loop(listener, Arc::clone(&shared), shutdown.clone(), tracker.clone()));
+        Ok(Sim { addr, shared, shutdown, tracker })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://HOST:PORT/gateway/<topology>`.
+    pub fn base_url(&self) -> String {
+        format!("{}/gateway/{}", self.origin(), self.shared.opts.topology)
+    }
+
+    /// The acquisition URL of API `v`: `<base_url>/knoxtoken/api/v1/token` (or v2).
+    pub fn token_url(&self, v: ApiVersion) -> String {
+        format!("{}/knoxtoken/api/{}/token", self.base_url(), v.segment())
+    }
+
+    /// Queues `r` to answer one later token acquisition (FIFO), after authentication.
+    pub fn push_reply(&self, r: Scripted) {
+        self.shared.state().scripted.push_back(r);
+    }
+
+    /// Changes `knox.token.ttl` for later acquisitions.
+    pub fn set_ttl(&self, ttl: Option<Duration>) {
+        self.shared.state().ttl = ttl;
+    }
+
+    /// Sets Knox's clock to local time plus `ms` milliseconds.
+    pub fn set_clock_offset(&self, ms: i64) {
+        self.shared.state().clock_offset = ms;
+    }
+
+    /// Every request seen so far, oldest first.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.state().requests.clone()
+    }
+
+    /// Every token issued so far, oldest first.
+    pub fn issued(&self) -> Vec<Issued> {
+        self.shared.state().issued.clone()
+    }
+
+    /// Number of tokens issued (scripted replies do not count).
+    pub fn acquisitions(&self) -> usize {
+        self.shared.state().issued.len()
+    }
+
+    /// Waits until at least `n` tokens were issued; false if `timeout` passed first.
+    pub async fn wait_for_acquisitions(&self, n: usize, timeout: Duration) -> bool {
+        let reached = async {
+            loop {
+                // Register for the wakeup before checking, so an issue in between is not missed.
+                let notified = self.shared.issued_changed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if self.acquisitions() >= n {
+                    return;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(timeout, reached).await.is_ok()
+    }
+
+    /// Stops accepting and drops open connections; when this returns, the port is closed.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// `http://HOST:PORT`, with a wildcard bind address replaced by loopback.
+    fn origin(&self) -> String {
+        let mut addr = self.addr;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(match addr {
+                SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        format!("http://{addr}")
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
