@@ -68,8 +68,9 @@ fn warn_insecure(config: &Config) {
     }
 }
 
-/// `token-keeper run`: keeps every cluster's token fresh until SIGTERM/SIGINT.
-pub async fn run(config_path: &Path) -> anyhow::Result<()> {
+/// `token-keeper run`: keeps every cluster's token fresh until SIGTERM/SIGINT, or until
+/// `stop` is cancelled (for callers that embed the daemon, such as tests).
+pub async fn run(config_path: &Path, stop: CancellationToken) -> anyhow::Result<()> {
     // First, so that a signal during start-up is queued rather than fatal.
     let signals = signals::install().context("installing signal handlers")?;
     let mut current = Arc::new(load_config(config_path)?);
@@ -127,6 +128,10 @@ pub async fn run(config_path: &Path) -> anyhow::Result<()> {
                 }
             }
             r = &mut keeper_task => break Err(anyhow::anyhow!("the keeper loop stopped unexpectedly: {r:?}")),
+            () = stop.cancelled() => {
+                info!("shutting down (requested)");
+                break Ok(());
+            }
         }
     };
     systemd::stopping();
@@ -378,7 +383,7 @@ pub async fn demo(dir: &Path) -> anyhow::Result<()> {
         dir.display(),
         config_path.display()
     );
-    let result = run(&config_path).await;
+    let result = run(&config_path, CancellationToken::new()).await;
     sim.stop().await;
     result
 }

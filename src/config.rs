@@ -1,7 +1,7 @@
 //! The configuration file: `RawConfig` (serde, exactly the TOML) becomes `Config` (validated).
 //!
 //! Parsing happens in two stages, like ripgrep's `LowArgs` → `HiArgs`: serde rejects unknown
-//! keys and wrong types, then [`Config::from_raw`] checks what serde cannot (names, URLs,
+//! keys and wrong types, then `Config::from_raw` checks what serde cannot (names, URLs,
 //! ranges, one default cluster, no two outputs on one path) and builds typed values, so no
 //! later code sees invalid input. Reading the file ([`load`]) is separate from parsing
 //! ([`Config::from_toml`]) so tests can parse strings.
@@ -65,7 +65,7 @@ impl ConfigError {
 pub struct Config {
     /// The file this came from, for messages and the reload watcher.
     pub source: Option<PathBuf>,
-    /// See [`DEFAULT_MAX_CONCURRENT_REQUESTS`].
+    /// Knox requests in flight at once across all clusters (default 16).
     pub max_concurrent_requests: usize,
     /// In file order.
     pub clusters: Vec<Arc<Cluster>>,

@@ -9,6 +9,7 @@ use token_keeper::app;
 use token_keeper::cli::{Cli, Command};
 use token_keeper::config::{self, ConfigError};
 use token_keeper::sim::SimOptions;
+use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -45,7 +46,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_path = || config::resolve_path(cli.config.as_deref());
     let ok_if = |b: bool| if b { ExitCode::SUCCESS } else { ExitCode::from(1) };
     match cli.command {
-        Command::Run => app::run(&config_path()).await.map(|()| ExitCode::SUCCESS),
+        Command::Run => app::run(&config_path(), CancellationToken::new()).await.map(|()| ExitCode::SUCCESS),
         Command::Once { timeout } => app::once(&config_path(), timeout).await.map(ok_if),
         Command::CheckConfig => app::check_config(&config_path()).map(|()| ExitCode::SUCCESS),
         Command::Status => app::status(&config_path()).map(ok_if),

@@ -40,7 +40,7 @@ pub fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
-/// STATUS=<line>, shown by `systemctl status`.
+/// `STATUS=<line>`, shown by `systemctl status`.
 pub fn status(line: &str) {
     send(&[NotifyState::Status(line)]);
 }

@@ -13,7 +13,8 @@
 mod jwt;
 mod server;
 #[cfg(test)]
-// tests pending
+mod tests;
+
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;

@@ -448,35 +448,21 @@ pub(super) fn parse_java_duration(text: &str) -> Option<i64> {
         None => (false, upper.strip_prefix('+').unwrap_or(&upper)),
     };
     let rest = rest.strip_prefix('P')?;
-    let (date, time) = match rest.split_once('T') {
-        Some((date, time)) => (date, Some(time)),
-        None => (rest, None),
-    };
-    let mut units = vec![(date, 'D', 86_400 * SECOND)];
-    if let Some(time) = time {
-        units.extend([(time, 'H', 3_600 * SECOND), (time, 'M', 60 * SECOND), (time, 'S', SECOND)]);
+    // "P" has no part at all, "PT" and "P1DT" an empty time section.
+    if rest.is_empty() || rest.ends_with('T') {
+        return None;
     }
-    let (mut nanos, mut date_parts, mut time_parts) = (0_i128, 0, 0);
-    let mut remaining = date;
-    for (index, (section, unit, scale)) in units.into_iter().enumerate() {
-        if index == 1 {
-            // The date section must be used up before the time section starts.
-            if !remaining.is_empty() {
-                return None;
-            }
-            remaining = section;
-        }
-        if let Some((whole, fraction_nanos)) = take_unit(&mut remaining, unit)? {
+    let (mut date, mut time) = rest.split_once('T').unwrap_or((rest, ""));
+    let mut nanos = 0_i128;
+    if let Some((days, _)) = take_unit(&mut date, 'D')? {
+        nanos += days * 86_400 * SECOND;
+    }
+    for (unit, scale) in [('H', 3_600 * SECOND), ('M', 60 * SECOND), ('S', SECOND)] {
+        if let Some((whole, fraction_nanos)) = take_unit(&mut time, unit)? {
             nanos += whole * scale + fraction_nanos;
-            if unit == 'D' {
-                date_parts += 1
-            } else {
-                time_parts += 1
-            }
         }
     }
-    let empty_time = time.is_some() && time_parts == 0;
-    if !remaining.is_empty() || empty_time || date_parts + time_parts == 0 {
+    if !date.is_empty() || !time.is_empty() {
         return None;
     }
     if negative {
@@ -516,41 +502,27 @@ pub(super) fn ttl_text(ttl_ms: i64) -> String {
     if ttl_ms == -1 {
         return "Unlimited lifetime".to_owned();
     }
-    let seconds = ttl_ms / 1000;
-    let (days, hours, minutes) = (seconds / 86_400, seconds / 3_600, seconds / 60);
-    let hours_part = if days > 0 { hours - days * 24 } else { hours };
-    let minutes_part = if hours > 0 { minutes - hours * 60 } else { minutes };
-    let seconds_part = if minutes > 0 { seconds - minutes * 60 } else { seconds };
-    let mut text = String::new();
-    for (value, unit) in [(days, "days "), (hours_part, "hours "), (minutes_part, "minutes ")] {
-        if value > 0 {
-            text.push_str(&format!("{value} {unit}"));
-        }
-    }
-    if seconds_part > 0 {
-        text.push_str(&format!("{seconds_part} seconds"));
-    }
-    text
+    let s = ttl_ms / 1000;
+    let parts =
+        [(s / 86_400, "days "), (s / 3_600 % 24, "hours "), (s / 60 % 60, "minutes "), (s % 60, "seconds")];
+    let shown = parts.into_iter().filter(|(value, _)| *value > 0);
+    shown.map(|(value, unit)| format!("{value} {unit}")).collect()
 }
 
 /// `GET .../token/getTssStatus` (knox-api.md §4.4): string values, rendered by Jackson's default
 /// pretty printer. The sim models an in-memory, non-persistent store, hence no `passcode` field.
 fn tss_status(shared: &Shared) -> Response<Body> {
-    let managed = shared.opts.managed;
-    let mut fields = vec![("tokenManagementEnabled", managed.to_string())];
-    if managed {
-        let ttl_ms = ttl_ms(shared.state().ttl);
-        let seconds = if ttl_ms == -1 { -1 } else { ttl_ms / 1000 };
-        fields.extend([
-            ("configuredTssBackend", "DefaultTokenStateService".to_owned()),
-            ("actualTssBackend", "DefaultTokenStateService".to_owned()),
-            ("allowedTssForTokengen", "false".to_owned()),
-            ("maximumLifetimeSeconds", seconds.to_string()),
-            ("maximumLifetimeText", ttl_text(ttl_ms)),
-        ]);
+    const BACKEND: &str = "DefaultTokenStateService";
+    let managed = shared.opts.managed.to_string();
+    let ttl_ms = ttl_ms(shared.state().ttl);
+    let (seconds, text) = ((if ttl_ms == -1 { -1 } else { ttl_ms / 1000 }).to_string(), ttl_text(ttl_ms));
+    let mut fields = vec![("tokenManagementEnabled", managed.as_str())];
+    if shared.opts.managed {
+        fields.extend([("configuredTssBackend", BACKEND), ("actualTssBackend", BACKEND)]);
+        fields.extend([("allowedTssForTokengen", "false"), ("maximumLifetimeSeconds", &seconds)]);
+        fields.push(("maximumLifetimeText", &text));
     }
-    fields.push(("lifespanInputEnabled", "true".to_owned()));
-    fields.push(("impersonationEnabled", "false".to_owned()));
+    fields.extend([("lifespanInputEnabled", "true"), ("impersonationEnabled", "false")]);
     let lines: Vec<String> = fields
         .into_iter()
         .map(|(name, value)| format!("  {} : {}", Value::from(name), Value::from(value)))
@@ -603,7 +575,7 @@ fn jetty_error(status: StatusCode, uri: &str) -> Response<Body> {
 
 /// The body of a Jetty 9.4 error page.
 pub(super) fn jetty_error_page(status: u16, reason: &str, uri: &str) -> String {
-    let uri = uri.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;");
+    let uri = uri.replace('&', "&amp;").replace('<', "&lt;");
     format!(
         "<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html;charset=ISO-8859-1\"/>\n\
          <title>Error {status} {reason}</title>\n</head>\n<body><h2>HTTP ERROR {status} {reason}</h2>\n\
@@ -627,16 +599,15 @@ fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit));
-        match (bytes[i], hex) {
+    while let Some(&byte) = bytes.get(i) {
+        let hex = text.get(i + 1..i + 3).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+        match (byte, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
             (b'+', _) => out.push(b' '),
-            (b'%', Some(hex)) => {
-                let hex = std::str::from_utf8(hex).unwrap_or_default();
-                out.push(u8::from_str_radix(hex, 16).unwrap_or_default());
+            (b'%', Some(decoded)) => {
+                out.push(decoded);
                 i += 2;
             }
-            (byte, _) => out.push(byte),
+            _ => out.push(byte),
         }
         i += 1;
     }
@@ -645,10 +616,10 @@ fn percent_decode(text: &str) -> String {
 
 /// A random (version 4) UUID, as `java.util.UUID.randomUUID()` gives Knox its token ids.
 fn uuid_v4() -> String {
-    let mut b = [0_u8; 16];
-    fastrand::fill(&mut b);
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+    let mut bytes = [0_u8; 16];
+    fastrand::fill(&mut bytes);
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let dash = |i| if matches!(i, 4 | 6 | 8 | 10) { "-" } else { "" };
+    bytes.iter().enumerate().map(|(i, byte)| format!("{}{byte:02x}", dash(i))).collect()
 }

@@ -1,1 +1,13 @@
+//! The one integration-test binary (like ripgrep's and hickory's): black-box tests that spawn
+//! the real `token-keeper` binary, in-process tests that run the keeper as a library, both
+//! against the project's Knox simulator on `127.0.0.1:0`, and repository hygiene checks.
 
+// The test binary is not a library: `pub` in its modules means "shared with sibling modules".
+#![allow(unreachable_pub)]
+
+mod blackbox;
+mod failures;
+mod harness;
+mod inprocess;
+mod lifecycle;
+mod tidy;

@@ -1,0 +1,289 @@
+//! Shared test machinery: a simulator on its own runtime, a temp directory with a config,
+//! the spawned daemon with its captured log, and polling with a timeout (never fixed sleeps
+//! as synchronisation).
+
+use std::io::{BufRead as _, BufReader};
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use token_keeper::sim::{ApiVersion, Sim, SimOptions};
+
+/// Generous: these machines are small and noisy.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub const PASSWORD: &str = "alice-password";
+
+/// Polls `cond` every 10 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The simulator on a runtime of its own, so tests can block freely while it serves.
+pub struct SimServer {
+    rt: tokio::runtime::Runtime,
+    sim: Option<Sim>,
+}
+
+impl SimServer {
+    pub fn start(opts: SimOptions) -> SimServer {
+        Self::start_at("127.0.0.1:0", opts)
+    }
+
+    pub fn start_at(addr: &str, opts: SimOptions) -> SimServer {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let sim = rt.block_on(Sim::start(addr.parse().unwrap(), opts)).expect("simulator binds");
+        SimServer { rt, sim: Some(sim) }
+    }
+
+    /// A simulator with `ttl`.
+    pub fn with_ttl(ttl: Duration) -> SimServer {
+        SimServer::start(SimOptions { ttl: Some(ttl), ..SimOptions::default() })
+    }
+
+    /// Stops serving: later connections are refused.
+    pub fn stop(&mut self) {
+        if let Some(sim) = self.sim.take() {
+            self.rt.block_on(sim.stop());
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.token_url(ApiVersion::V1)
+    }
+
+    /// Every JWT issued so far.
+    pub fn jwts(&self) -> Vec<String> {
+        self.issued().into_iter().map(|i| i.jwt).collect()
+    }
+}
+
+impl Deref for SimServer {
+    type Target = Sim;
+    fn deref(&self) -> &Sim {
+        self.sim.as_ref().expect("simulator is running")
+    }
+}
+
+/// A temp directory holding the password file, configs and published outputs.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub password_file: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Fixture {
+    pub fn new() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let password_file = dir.path().join("password");
+        std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+        let config = dir.path().join("config.toml");
+        Fixture { dir, password_file, config }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The output file `file` of cluster `name` (see [`Fixture::cluster`]).
+    pub fn out(&self, name: &str, file: &str) -> PathBuf {
+        self.path().join("out").join(name).join(file)
+    }
+
+    /// A `[[cluster]]` block against `url` with all five formats published under
+    /// `out/<name>/`, and `extra` keys after `token_url`.
+    pub fn cluster(&self, name: &str, url: &str, extra: &str) -> String {
+        let d = self.path().join("out").join(name);
+        let d = d.display();
+        format!(
+            r#"
+[[cluster]]
+name = "{name}"
+token_url = "{url}"
+{extra}
+[cluster.auth]
+method = "basic"
+user = "alice"
+password_file = "{pw}"
+[[cluster.output]]
+path = "{d}/token"
+format = "raw"
+[[cluster.output]]
+path = "{d}/token.header"
+format = "header"
+[[cluster.output]]
+path = "{d}/token.env"
+format = "env"
+[[cluster.output]]
+path = "{d}/token.sh"
+format = "shell"
+[[cluster.output]]
+path = "{d}/token.json"
+format = "json"
+"#,
+            pw = self.password_file.display()
+        )
+    }
+
+    /// Writes the config file (atomically, as an editor that saves by rename would).
+    pub fn write_config(&self, defaults: &str, clusters: &[String]) {
+        let text = format!("[defaults]\n{defaults}\n{}", clusters.concat());
+        let tmp = self.path().join(".config.toml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+
+    /// The raw token currently published for `name`, if any.
+    pub fn token(&self, name: &str) -> Option<String> {
+        std::fs::read_to_string(self.out(name, "token")).ok()
+    }
+
+    /// The published json of `name`, parsed.
+    pub fn json(&self, name: &str) -> Option<serde_json::Value> {
+        let text = std::fs::read_to_string(self.out(name, "token.json")).ok()?;
+        Some(serde_json::from_str(&text).expect("json output parses"))
+    }
+
+    /// Runs a one-shot verb with this fixture's config.
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        let mut all = vec!["-c", self.config.to_str().unwrap()];
+        all.extend_from_slice(args);
+        command(&all).output().unwrap()
+    }
+}
+
+/// Defaults that make a short-TTL simulator rotate quickly and predictably.
+pub const FAST: &str = "min_remaining = \"1s\"\nrefresh_fraction = 0.5\njitter = 0.0\n";
+
+/// The binary under test, quiet on stdin, with a clean environment for what it reads.
+pub fn command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_token-keeper"));
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .env_remove("TOKEN_KEEPER_CONFIG")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("RUST_LOG");
+    cmd
+}
+
+/// A spawned daemon whose stderr is collected; killed (and its log printed) on drop.
+pub struct Daemon {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    status: Option<ExitStatus>,
+}
+
+impl Daemon {
+    pub fn spawn(args: &[&str]) -> Daemon {
+        Daemon::spawn_cmd(command(args))
+    }
+
+    /// Spawns `token-keeper -c <config> run`.
+    pub fn run(fx: &Fixture) -> Daemon {
+        Daemon::spawn(&["-c", fx.config.to_str().unwrap(), "run"])
+    }
+
+    pub fn spawn_cmd(mut cmd: Command) -> Daemon {
+        let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut l = sink.lock().unwrap();
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Daemon { child, log, status: None }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until `count` log lines contain `needle`; panics with the log otherwise.
+    pub fn wait_log(&self, needle: &str, count: usize) {
+        if !wait_until(WAIT, || self.count(needle) >= count) {
+            panic!("timed out waiting for {count} × {needle:?}; log:\n{}", self.log());
+        }
+    }
+
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our live child.
+        let rc = unsafe { libc::kill(self.pid(), sig) };
+        assert_eq!(rc, 0, "kill({}, {sig})", self.pid());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut status = None;
+        let done = wait_until(WAIT, || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        assert!(done, "daemon did not exit; log:\n{}", self.log());
+        self.status = status;
+        status.unwrap()
+    }
+}
+
+// The test harness shows stderr of failed tests only, and the daemon's log is the most
+// useful thing a failure can print.
+#[allow(clippy::print_stderr)]
+fn print_log(log: &str) {
+    eprintln!("--- daemon log ---\n{log}--- end ---");
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        if std::thread::panicking() {
+            // The test harness shows stderr of failed tests only: the daemon's log is the
+            // most useful thing a failure can print.
+            print_log(&self.log());
+        }
+    }
+}
+
+/// Asserts that `log` holds none of the JWTs (nor their signatures) or the password.
+pub fn assert_no_secrets(log: &str, jwts: &[String]) {
+    assert!(!log.contains(PASSWORD), "the password leaked into the log");
+    for jwt in jwts {
+        let signature = jwt.rsplit('.').next().unwrap();
+        assert!(!log.contains(jwt.as_str()), "a JWT leaked into the log");
+        assert!(!log.contains(signature), "a JWT signature leaked into the log");
+    }
+}
+
+/// Decodes a JWT's payload without checking the signature.
+pub fn claims(jwt: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let payload = jwt.split('.').nth(1).expect("three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).expect("base64url");
+    serde_json::from_slice(&bytes).expect("json claims")
+}

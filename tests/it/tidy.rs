@@ -1,0 +1,116 @@
+//! Repository hygiene, like rust-analyzer's tidy test: every source file says what it owns,
+//! every config key is documented, and the systemd unit keeps its hardening.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_doc() {
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "benches"] {
+        rust_files(&root().join(dir), &mut files);
+    }
+    assert!(files.len() > 20);
+    let missing: Vec<_> = files
+        .iter()
+        .filter(|f| !std::fs::read_to_string(f).unwrap().trim_start().starts_with("//!"))
+        .map(|f| f.strip_prefix(root()).unwrap().display().to_string())
+        .collect();
+    assert!(missing.is_empty(), "files without a //! header saying what they own: {missing:?}");
+}
+
+#[test]
+fn only_the_sink_writes_files_in_src() {
+    let mut files = Vec::new();
+    rust_files(&root().join("src"), &mut files);
+    for f in files {
+        let rel = f.strip_prefix(root()).unwrap().display().to_string();
+        if rel.starts_with("src/sink") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&f).unwrap();
+        for banned in ["fs::write(", "File::create("] {
+            assert!(!text.contains(banned), "{rel} uses {banned}: token files go through sink::write_atomic");
+        }
+    }
+}
+
+/// Every key the config parser accepts appears in the example config and the README.
+#[test]
+fn every_config_key_is_documented() {
+    let src = std::fs::read_to_string(root().join("src/config.rs")).unwrap();
+    let example = std::fs::read_to_string(root().join("config/example.toml")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut keys = Vec::new();
+    let mut in_raw = false;
+    for line in src.lines() {
+        if line.starts_with("struct Raw") {
+            in_raw = true;
+        } else if line.starts_with('}') {
+            in_raw = false;
+        } else if in_raw {
+            let l = line.trim();
+            if let Some((name, _)) = l.split_once(':') {
+                if !name.starts_with("//") && !name.starts_with('#') && !name.contains(' ') {
+                    keys.push(match name {
+                        "clusters" => "cluster",
+                        n => n,
+                    });
+                }
+            }
+        }
+    }
+    assert!(keys.len() >= 15, "parsed keys: {keys:?}");
+    for key in keys {
+        assert!(example.contains(key), "config/example.toml does not mention `{key}`");
+        assert!(readme.contains(&format!("`{key}`")), "README.md does not document `{key}`");
+    }
+}
+
+#[test]
+fn systemd_unit_is_hardened() {
+    let unit = std::fs::read_to_string(root().join("systemd/token-keeper.service")).unwrap();
+    let keys: Vec<(&str, &str)> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let get = |k: &str| keys.iter().find(|(key, _)| *key == k).map(|(_, v)| v.trim());
+    assert_eq!(get("Type"), Some("notify"));
+    assert_eq!(get("ExecReload"), Some("kill -HUP $MAINPID"));
+    assert_eq!(get("NoNewPrivileges"), Some("yes"));
+    assert_eq!(get("ProtectSystem"), Some("strict"));
+    assert_eq!(get("Restart"), Some("on-failure"));
+    assert!(get("ExecStart").is_some_and(|v| v.contains("token-keeper") && v.contains(" run")));
+    assert!(get("ReadWritePaths").is_some() || get("StateDirectory").is_some());
+    // The credential the shipped systemd config reads is the one the unit loads.
+    let cred = get("LoadCredential").expect("LoadCredential=");
+    let name = cred.split(':').next().unwrap();
+    let config = std::fs::read_to_string(root().join("config/systemd.toml")).unwrap();
+    assert!(config.contains(&format!("/run/credentials/token-keeper.service/{name}")), "{cred}");
+}
+
+#[test]
+fn readme_opens_with_the_two_commands_and_ci_runs_the_tests() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let head: String = readme.lines().take(30).collect::<Vec<_>>().join("\n");
+    assert!(head.contains("demo"), "README must open with the demo command");
+    assert!(head.contains("cargo test"), "README must open with the test command");
+    let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
+    assert!(ci.contains("cargo test"), ".ci/run runs the README's test command");
+}
