@@ -46,10 +46,14 @@ pub enum Control {
 /// How long shutdown waits for publishes in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Loads `path` and checks that every output directory is safe to publish in.
+/// Loads `path` and checks what only the machine can tell: every output directory is safe
+/// to publish in, and every `ca_file` holds certificates.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     let config = config::load(path, &Env::from_process())?;
+    let origin = path.display().to_string();
     for cluster in &config.clusters {
+        KnoxClient::new(&cluster.transport)
+            .map_err(|e| ConfigError::invalid(&origin, format!("cluster {:?}: {e:#}", cluster.name)))?;
         for o in &cluster.outputs {
             sink::check_output(&o.path).map_err(|m| {
                 ConfigError::invalid(

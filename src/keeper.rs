@@ -253,6 +253,7 @@ impl Keeper {
                 let next = held.refresh_at(&slot.cluster.policy);
                 info!(
                     cluster = %slot.cluster.name,
+                    url = %slot.cluster.token_url,
                     token_id = %token.id(),
                     fingerprint = %token.jwt.fingerprint(),
                     generation = outcome.generation,
@@ -398,9 +399,7 @@ impl Keeper {
             info!(cluster = %slot.cluster.name, "cluster removed from the config; its files are left as they are");
             self.forget(&slot);
         }
-        if self.permits.available_permits() != config.max_concurrent_requests
-            && config.max_concurrent_requests != self.config.max_concurrent_requests
-        {
+        if config.max_concurrent_requests != self.config.max_concurrent_requests {
             // In-flight attempts hold permits of the old semaphore and release them there.
             self.permits = Arc::new(Semaphore::new(config.max_concurrent_requests));
         }

@@ -84,6 +84,7 @@ impl KnoxClient {
     }
 
     /// Acquires a new token for `cluster` (knox-api.md §1.3, §2).
+    #[tracing::instrument(skip_all, fields(cluster = %cluster.name))]
     pub async fn acquire(&self, cluster: &Cluster) -> Result<Token, KnoxError> {
         let mut url = cluster.token_url.clone();
         if let Some(lifespan) = &cluster.lifespan {
@@ -140,6 +141,9 @@ impl KnoxClient {
             detail.push_str(": ");
             detail.push_str(&s.to_string());
             source = s.source();
+        }
+        if detail.contains("certificate") {
+            return KnoxError::Tls { url: url.to_owned(), detail };
         }
         KnoxError::Transport { url: url.to_owned(), detail }
     }

@@ -16,6 +16,17 @@ pub enum KnoxError {
         /// The transport error chain.
         detail: String,
     },
+    /// The gateway's certificate was not accepted. Not transient: retrying will not help
+    /// until `ca_file` (or the gateway's certificate) changes.
+    #[error(
+        "TLS to {url} failed: {detail} (does ca_file name the CA that signed the gateway's certificate?)"
+    )]
+    Tls {
+        /// The request URL.
+        url: String,
+        /// The TLS error chain.
+        detail: String,
+    },
     /// No answer within the configured timeout.
     #[error("no answer from {url} within {}", humantime::format_duration(*after))]
     Timeout {

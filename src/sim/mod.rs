@@ -197,21 +197,64 @@ pub struct Issued {
 /// the caller needs the port closed.
 pub struct Sim {
     addr: SocketAddr,
+    tls: bool,
     shared: Arc<server::Shared>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
 
 impl Sim {
-    /// Binds `listen` (port 0 picks a free port) and serves on a spawned task.
+    /// Binds `listen` (port 0 picks a free port) and serves plain HTTP on a spawned task.
     pub async fn start(listen: SocketAddr, opts: SimOptions) -> std::io::Result<Sim> {
+        Sim::serve(listen, opts, None).await
+    }
+
+    /// Like [`Sim::start`], but serves HTTPS with the PEM certificate chain `cert_pem` and
+    /// PKCS#8 key `key_pem`, as a real gateway does (for `ca_file` and TLS-failure tests).
+    pub async fn start_tls(
+        listen: SocketAddr,
+        opts: SimOptions,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+    ) -> std::io::Result<Sim> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |what: &str, e: &dyn std::fmt::Display| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{what}: {e}"))
+        };
+        let certs = CertificateDer::pem_slice_iter(cert_pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("TLS certificate", &e))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("TLS key", &e))?;
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| invalid("TLS versions", &e))?
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .map_err(|e| invalid("TLS certificate", &e))?;
+        Sim::serve(listen, opts, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
+    }
+
+    async fn serve(
+        listen: SocketAddr,
+        opts: SimOptions,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Sim> {
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(server::Shared::new(opts));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tracker.spawn(server::accept_loop(listener, Arc::clone(&shared), shutdown.clone(), tracker.clone()));
-        Ok(Sim { addr, shared, shutdown, tracker })
+        let is_tls = tls.is_some();
+        tracker.spawn(server::accept_loop(
+            listener,
+            tls,
+            Arc::clone(&shared),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        Ok(Sim { addr, tls: is_tls, shared, shutdown, tracker })
     }
 
     /// The bound address.
@@ -219,7 +262,7 @@ impl Sim {
         self.addr
     }
 
-    /// `http://HOST:PORT/gateway/<topology>`.
+    /// `http(s)://HOST:PORT/gateway/<topology>`.
     pub fn base_url(&self) -> String {
         format!("{}/gateway/{}", self.origin(), self.shared.opts.topology)
     }
@@ -283,7 +326,7 @@ impl Sim {
         self.tracker.wait().await;
     }
 
-    /// `http://HOST:PORT`, with a wildcard bind address replaced by loopback.
+    /// `http(s)://HOST:PORT`, with a wildcard bind address replaced by loopback.
     fn origin(&self) -> String {
         let mut addr = self.addr;
         if addr.ip().is_unspecified() {
@@ -292,7 +335,8 @@ impl Sim {
                 SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
             });
         }
-        format!("http://{addr}")
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{addr}")
     }
 }
 

@@ -86,6 +86,7 @@ fn local_now_ms() -> i64 {
 /// dropped (closing the socket) on shutdown, so a stopped sim refuses and resets like a dead Knox.
 pub(super) async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -107,21 +108,40 @@ pub(super) async fn accept_loop(
         };
         let shared = Arc::clone(&shared);
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tracker.spawn(async move {
-            let service = service_fn(move |req| handle(Arc::clone(&shared), local, req));
-            // The sim sets `Date` itself, from Knox's clock; keep-alive stays on because the
-            // daemon reuses connections.
-            let conn = http1::Builder::new()
-                .auto_date_header(false)
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+            let served = async {
+                match tls {
+                    None => serve(stream, shared, local).await,
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(stream) => serve(stream, shared, local).await,
+                        // A client that rejects our certificate hangs up here.
+                        Err(err) => debug!(cause = %err, "simulator TLS handshake failed"),
+                    },
+                }
+            };
             tokio::select! {
-                served = conn => if let Err(err) = served {
-                    debug!(cause = %err, "simulator connection ended with an error");
-                },
+                () = served => {}
                 () = shutdown.cancelled() => {}
             }
         });
+    }
+}
+
+/// Serves HTTP/1.1 on one connection, plain or TLS.
+async fn serve<S>(stream: S, shared: Arc<Shared>, local: Option<SocketAddr>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| handle(Arc::clone(&shared), local, req));
+    // The sim sets `Date` itself, from Knox's clock; keep-alive stays on because the daemon
+    // reuses connections.
+    let conn = http1::Builder::new()
+        .auto_date_header(false)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(stream), service);
+    if let Err(err) = conn.await {
+        debug!(cause = %err, "simulator connection ended with an error");
     }
 }
 

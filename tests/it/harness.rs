@@ -47,6 +47,17 @@ impl SimServer {
         SimServer { rt, sim: Some(sim) }
     }
 
+    /// A simulator serving HTTPS with the test certificate for 127.0.0.1 (tests/data/tls).
+    pub fn start_tls(opts: SimOptions) -> SimServer {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let cert = std::fs::read(tls_file("server.pem")).unwrap();
+        let key = std::fs::read(tls_file("server.key")).unwrap();
+        let sim = rt
+            .block_on(Sim::start_tls("127.0.0.1:0".parse().unwrap(), opts, &cert, &key))
+            .expect("simulator binds");
+        SimServer { rt, sim: Some(sim) }
+    }
+
     /// A simulator with `ttl`.
     pub fn with_ttl(ttl: Duration) -> SimServer {
         SimServer::start(SimOptions { ttl: Some(ttl), ..SimOptions::default() })
@@ -74,6 +85,12 @@ impl Deref for SimServer {
     fn deref(&self) -> &Sim {
         self.sim.as_ref().expect("simulator is running")
     }
+}
+
+/// A file of the test PKI (a CA, a second unrelated CA, and a server certificate for
+/// 127.0.0.1 signed by the first).
+pub fn tls_file(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls").join(name)
 }
 
 /// A temp directory holding the password file, configs and published outputs.

@@ -4,6 +4,8 @@
 
 // The test binary is not a library: `pub` in its modules means "shared with sibling modules".
 #![allow(unreachable_pub)]
+// Tests write fixtures (configs, password files), never token files.
+#![allow(clippy::disallowed_methods)]
 
 mod blackbox;
 mod failures;
@@ -11,3 +13,4 @@ mod harness;
 mod inprocess;
 mod lifecycle;
 mod tidy;
+mod tls;
