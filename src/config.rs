@@ -121,6 +121,9 @@ pub struct Transport {
     pub insecure_skip_tls_verify: bool,
     /// Per-request timeout.
     pub timeout: Duration,
+    /// Whether the URL is `https://`. A plain-HTTP (loopback) client skips loading the
+    /// system's CA roots, which would otherwise cost milliseconds at every start.
+    pub https: bool,
 }
 
 /// Credentials for the token endpoint (knox-api.md §7). Files are read at every request, so
@@ -590,7 +593,12 @@ impl Knobs {
         Knobs {
             policy: Policy::default(),
             lifespan: None,
-            transport: Transport { ca_file: None, insecure_skip_tls_verify: false, timeout: DEFAULT_TIMEOUT },
+            transport: Transport {
+                ca_file: None,
+                insecure_skip_tls_verify: false,
+                timeout: DEFAULT_TIMEOUT,
+                https: true,
+            },
         }
     }
 }
@@ -632,6 +640,13 @@ impl RawKnobs {
                 return Err(format!("{ctx}: timeout: must be longer than zero"));
             }
         }
+        if k.policy.jitter >= k.policy.refresh_fraction {
+            return Err(format!(
+                "{ctx}: jitter: {} must be smaller than refresh_fraction ({}), or tokens would be \
+                 replaced as soon as they arrive",
+                k.policy.jitter, k.policy.refresh_fraction
+            ));
+        }
         Ok(k)
     }
 }
@@ -655,6 +670,8 @@ impl RawCluster {
         }
         .resolve(ctx, defaults, env)?;
         let token_url = parse_url(ctx, &self.token_url)?;
+        let mut transport = knobs.transport;
+        transport.https = token_url.scheme() == "https";
         let auth = self.auth.resolve(ctx, env)?;
         let outputs = if self.output.is_empty() {
             default_outputs(ctx, &self.name, owns_default_paths, env)?
@@ -666,7 +683,7 @@ impl RawCluster {
             token_url,
             is_default: self.default.unwrap_or(false) || owns_default_paths,
             lifespan: knobs.lifespan,
-            transport: knobs.transport,
+            transport,
             auth,
             outputs,
             policy: knobs.policy,

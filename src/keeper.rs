@@ -377,21 +377,28 @@ impl Keeper {
                     self.slots.insert(name.clone(), slot);
                     to_plan.push(name);
                 }
-                other => {
-                    if let Some(slot) = other {
-                        self.forget(&slot);
-                        changed += 1;
-                    } else {
-                        added += 1;
-                    }
-                    match self.new_slot(cluster.clone()) {
-                        Ok(slot) => {
-                            self.slots.insert(name.clone(), slot);
-                            to_plan.push(name);
+                other => match self.new_slot(cluster.clone()) {
+                    Ok(slot) => {
+                        match other {
+                            Some(old_slot) => {
+                                self.forget(&old_slot);
+                                changed += 1;
+                            }
+                            None => added += 1,
                         }
-                        Err(e) => error!(cluster = %name, "cannot start cluster: {e:#}"),
+                        self.slots.insert(name.clone(), slot);
+                        to_plan.push(name);
                     }
-                }
+                    // Validation checked this already; if it fails now (a ca_file removed
+                    // since), the old slot, if any, keeps refreshing under its old settings.
+                    Err(e) => {
+                        error!(cluster = %name, "cannot apply the new settings, keeping the old ones: {e:#}");
+                        if let Some(old_slot) = other {
+                            kept += 1;
+                            self.slots.insert(name, old_slot);
+                        }
+                    }
+                },
             }
         }
         let removed = old.len();

@@ -15,7 +15,14 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log_level.as_deref());
+    if let Err(e) = init_tracing(cli.log_level.as_deref()) {
+        // No subscriber yet: this is the one message main prints itself.
+        #[allow(clippy::print_stderr)]
+        {
+            eprintln!("token-keeper: {e}");
+        }
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         // Publishing (fsync) runs on the blocking pool; a few threads are plenty, and a cap
@@ -77,12 +84,17 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs go to stderr (journald under systemd); stdout is only for command output.
-fn init_tracing(level: Option<&str>) {
+/// Logs go to stderr (journald under systemd); stdout is only for command output. The
+/// filter is `--log-level`, else `$RUST_LOG`, else `info`.
+fn init_tracing(level: Option<&str>) -> Result<(), String> {
     use tracing_subscriber::filter::{LevelFilter, Targets};
-    let spec = level.map(str::to_owned).or_else(|| std::env::var("RUST_LOG").ok()).unwrap_or_default();
-    let filter = spec.parse::<Targets>().unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
-    let filter = if spec.trim().is_empty() { Targets::new().with_default(LevelFilter::INFO) } else { filter };
+    let (spec, origin) = match (level, std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty())) {
+        (Some(l), _) => (l.to_owned(), "--log-level"),
+        (None, Some(env)) => (env, "RUST_LOG"),
+        (None, None) => ("info".to_owned(), "default"),
+    };
+    let filter =
+        spec.parse::<Targets>().map_err(|e| format!("{origin} {spec:?} is not a log filter: {e}"))?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
@@ -91,4 +103,5 @@ fn init_tracing(level: Option<&str>) {
         .finish()
         .with(filter)
         .init();
+    Ok(())
 }

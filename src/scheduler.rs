@@ -16,6 +16,10 @@ pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// The shortest wait between attempts, whatever the jitter drew: never a tight loop.
 pub const MIN_RETRY: Duration = Duration::from_millis(100);
+/// A token is kept at least this long (or half its lifetime, if shorter), whatever the policy
+/// says, so no combination of `refresh_fraction` and `jitter` can make the keeper re-acquire
+/// in a loop.
+pub const MIN_TOKEN_AGE: Duration = Duration::from_secs(1);
 
 /// Refresh policy of one cluster (config keys of the same names).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -73,7 +77,8 @@ impl Held {
         let by_fraction = lifetime.mul_f64(policy.refresh_fraction);
         let by_margin = lifetime - policy.margin(lifetime);
         let jitter = lifetime.mul_f64(policy.jitter * self.jitter_sample.clamp(0.0, 1.0));
-        Some(self.issued + by_fraction.min(by_margin).saturating_sub(jitter))
+        let floor = MIN_TOKEN_AGE.min(lifetime / 2);
+        Some(self.issued + by_fraction.min(by_margin).saturating_sub(jitter).max(floor))
     }
 
     /// The last point at which replacing it still leaves the full margin.

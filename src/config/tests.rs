@@ -104,7 +104,8 @@ fn defaults_apply_and_clusters_override() {
         Transport {
             ca_file: Some("/etc/ca.pem".into()),
             insecure_skip_tls_verify: true,
-            timeout: Duration::from_secs(5)
+            timeout: Duration::from_secs(5),
+            https: true,
         }
     );
     let c = parse(&text.replace("lifespan = \"PT30M\"", "")).unwrap();
@@ -163,6 +164,10 @@ fn validation_errors_name_the_input() {
         "[defaults]: refresh_fraction: 1.5 must be in (0, 1]",
     );
     check_err(&format!("[defaults]\njitter = 0.9\n{MINIMAL}"), "jitter: 0.9");
+    check_err(
+        &format!("[defaults]\nrefresh_fraction = 0.1\njitter = 0.1\n{MINIMAL}"),
+        "must be smaller than refresh_fraction",
+    );
     check_err(
         &format!("[defaults]\nmin_remaining = \"soon\"\n{MINIMAL}"),
         "min_remaining: \"soon\" is not a duration",

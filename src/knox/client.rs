@@ -67,14 +67,11 @@ impl KnoxClient {
             .timeout(transport.timeout)
             .connect_timeout(CONNECT_TIMEOUT.min(transport.timeout))
             .user_agent(concat!("token-keeper/", env!("CARGO_PKG_VERSION")));
-        if let Some(ca) = &transport.ca_file {
-            let pem = std::fs::read(ca).with_context(|| format!("reading ca_file {}", ca.display()))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .with_context(|| format!("ca_file {} is not a PEM certificate bundle", ca.display()))?;
-            if certs.is_empty() {
-                anyhow::bail!("ca_file {} holds no PEM certificate", ca.display());
-            }
-            builder = builder.tls_certs_merge(certs);
+        if !transport.https {
+            // Plain HTTP (the loopback simulator): TLS is never used, so do not load roots.
+            builder = builder.tls_certs_only(Vec::new());
+        } else if let Some(ca) = &transport.ca_file {
+            builder = builder.tls_certs_merge(load_ca_file(ca)?);
         }
         if transport.insecure_skip_tls_verify {
             builder = builder.tls_danger_accept_invalid_certs(true);
@@ -147,6 +144,17 @@ impl KnoxClient {
         }
         KnoxError::Transport { url: url.to_owned(), detail }
     }
+}
+
+/// Reads the extra CA certificates of `ca_file`; fails if there is none.
+pub fn load_ca_file(ca: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(ca).with_context(|| format!("reading ca_file {}", ca.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .with_context(|| format!("ca_file {} is not a PEM certificate bundle", ca.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!("ca_file {} holds no PEM certificate", ca.display());
+    }
+    Ok(certs)
 }
 
 /// The URL for messages: no query string (it may hold `doAs` or metadata).

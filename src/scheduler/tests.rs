@@ -118,6 +118,25 @@ fn plan_backoff_table() {
 }
 
 #[test]
+fn a_policy_with_jitter_as_large_as_the_fraction_still_keeps_tokens_a_while() {
+    // 0.05 − 0.05 would refresh at issue time: a loop. The floor keeps it at least 1 s (or half
+    // of a shorter lifetime).
+    let p = policy(0.05, 1, 0.05);
+    check(
+        |t| View { held: Some(held(t, Some(S * 3600), 0.999_999)), failures: None },
+        Duration::ZERO,
+        p,
+        Expect::At(S),
+    );
+    check(
+        |t| View { held: Some(held(t, Some(Duration::from_millis(600)), 0.999_999)), failures: None },
+        Duration::ZERO,
+        p,
+        Expect::At(Duration::from_millis(300)),
+    );
+}
+
+#[test]
 fn backoff_doubles_and_caps() {
     assert_eq!(backoff(1, 1.0), S);
     assert_eq!(backoff(2, 1.0), S * 2);
@@ -159,14 +178,17 @@ proptest! {
     }
 
     /// A short-lived token is refreshed no earlier than min(fraction, 1/2) of its life less the
-    /// jitter, so it cannot loop.
+    /// jitter, and never before MIN_TOKEN_AGE (or half its life), so it cannot loop.
     #[test]
     fn short_lifetimes_do_not_loop(policy in arb_policy(), lifetime_ms in 1u64..=10_000, sample in 0.0f64..1.0) {
         let t0 = Instant::now();
         let lifetime = Duration::from_millis(lifetime_ms);
         let h = held(t0, Some(lifetime), sample);
         let at = h.refresh_at(&policy).unwrap();
-        let floor = lifetime.mul_f64(policy.refresh_fraction.min(0.5)) .saturating_sub(lifetime.mul_f64(policy.jitter));
+let floor = lifetime
+            .mul_f64(policy.refresh_fraction.min(0.5))
+            .saturating_sub(lifetime.mul_f64(policy.jitter))
+            .max(MIN_TOKEN_AGE.min(lifetime / 2));
         prop_assert!(at - t0 + Duration::from_nanos(1) >= floor, "at=+{:?} floor={:?}", at - t0, floor);
     }
 
