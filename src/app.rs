@@ -236,13 +236,13 @@ async fn once_cluster(
                 if keeper::publish(&cluster, &token, generation).await.is_err() {
                     return false;
                 }
-                let left = token.lifetime();
+                let left = token.lifetime(cluster.lifecycle.consumers_validate);
                 info!(cluster = name, token_id = %token.id(), fingerprint = %token.jwt.fingerprint(), generation, left = %left.map_or_else(|| "never expires".into(), human), "token published");
                 return left.is_none_or(|l| l >= min);
             }
             Err(e) => {
                 failures += 1;
-                let wait = backoff(failures, fastrand::f64());
+                let wait = backoff(failures, fastrand::f64(), e.class());
                 if e.is_transient() && Instant::now() + wait < deadline {
                     warn!(
                         cluster = name,
@@ -289,10 +289,20 @@ pub fn status(config_path: &Path) -> anyhow::Result<bool> {
                 }
             }
         };
+        let state = match (&state[..], p_stale(c)) {
+            ("fresh" | "expiring", Some(why)) => format!("stale: {why}"),
+            _ => state,
+        };
         all_fresh &= state == "fresh";
         writeln!(out, "{:<20} {:<38} {:<22} {:>8}  {state}", c.name, id, expires, left)?;
     }
     Ok(all_fresh)
+}
+
+/// The last error, if the cluster's json says refreshing has gone stale.
+fn p_stale(c: &Cluster) -> Option<String> {
+    let p = output::read_published(c).ok().flatten()?;
+    p.stale.then(|| p.last_error.unwrap_or_else(|| "refreshing keeps failing".into()))
 }
 
 /// `token-keeper token`: writes the published token in `format` to stdout, byte for byte

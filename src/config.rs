@@ -90,6 +90,62 @@ pub struct Cluster {
     pub outputs: Vec<Output>,
     /// When to refresh.
     pub policy: Policy,
+    /// Renewal, revocation and expiry handling (knox-api.md §3, §4, §9).
+    pub lifecycle: Lifecycle,
+}
+
+/// How a cluster's tokens live and die beyond the refresh timer.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lifecycle {
+    /// Who checks the token: decides which expiry counts and whether renewal helps.
+    pub consumers_validate: Validation,
+    /// A replaced managed token is revoked this long after its successor is published, so
+    /// readers that just loaded it can finish; this keeps the user under Knox's per-user token
+    /// limit (knox-api.md §9.3).
+    pub revoke_superseded_after: Duration,
+    /// Revoke the published tokens at shutdown (off by default: consumers may still use them).
+    pub revoke_on_exit: bool,
+    /// Every token should stay valid at least this long: the requested `lifespan` covers it
+    /// plus `min_remaining`, and a shorter token from Knox is warned about.
+    pub min_valid: Option<Duration>,
+    /// Remove the raw/header/env/shell outputs once the token in them has expired.
+    pub remove_expired: bool,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Lifecycle {
+        Lifecycle {
+            consumers_validate: Validation::Jwt,
+            revoke_superseded_after: Duration::from_secs(120),
+            revoke_on_exit: false,
+            min_valid: None,
+            remove_expired: false,
+        }
+    }
+}
+
+/// Who validates the published token (`consumers_validate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Validation {
+    /// Consumers (e.g. CDE's jobs API) check the JWT's signature and `exp` themselves: renewal
+    /// cannot extend a token for them (it never moves `exp`, knox-api.md §3.2), so tokens are
+    /// replaced by re-acquisition before `exp`.
+    Jwt,
+    /// Consumers send the token through the Knox gateway, which honours the server-side
+    /// expiry: a managed token is renewed ahead of it and re-acquired only when renewal is
+    /// refused.
+    Gateway,
+}
+
+impl Validation {
+    /// The name used in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Validation::Jwt => "jwt",
+            Validation::Gateway => "gateway",
+        }
+    }
 }
 
 impl Cluster {
@@ -100,6 +156,18 @@ impl Cluster {
             && self.lifespan == other.lifespan
             && self.transport == other.transport
             && self.auth == other.auth
+    }
+
+    /// The `lifespan` to request: the configured one, raised to cover `min_valid` plus
+    /// `min_remaining` when that is longer.
+    pub fn requested_lifespan(&self) -> Option<String> {
+        let configured = self.lifespan.as_deref();
+        let Some(min_valid) = self.lifecycle.min_valid else { return configured.map(str::to_owned) };
+        let need = min_valid + self.policy.min_remaining;
+        match configured.and_then(iso_duration) {
+            Some(have) if have >= need => configured.map(str::to_owned),
+            _ => Some(iso_seconds(need)),
+        }
     }
 
     /// The `env_var` of the first env or shell output, for `token --format env|shell`.
@@ -337,6 +405,18 @@ impl fmt::Display for Config {
             let _ =
                 writeln!(s, "min_remaining = {:?}", humantime::format_duration(p.min_remaining).to_string());
             let _ = writeln!(s, "jitter = {}", p.jitter);
+            let l = &c.lifecycle;
+            let _ = writeln!(s, "consumers_validate = {:?}", l.consumers_validate.as_str());
+            let _ = writeln!(
+                s,
+                "revoke_superseded_after = {:?}",
+                humantime::format_duration(l.revoke_superseded_after).to_string()
+            );
+            let _ = writeln!(s, "revoke_on_exit = {}", l.revoke_on_exit);
+            if let Some(v) = l.min_valid {
+                let _ = writeln!(s, "min_valid = {:?}", humantime::format_duration(v).to_string());
+            }
+            let _ = writeln!(s, "remove_expired = {}", l.remove_expired);
             let _ = writeln!(s, "[cluster.auth]\nmethod = {:?}", c.auth.method());
             match &c.auth {
                 Auth::Basic { user, password_file } => {
@@ -422,27 +502,64 @@ fn parse_duration(ctx: &str, key: &str, value: &str) -> Result<Duration, String>
 /// Knox parses `lifespan` with `java.time.Duration.parse` (knox-api.md §1.3). ISO-8601 text
 /// is sent as written; a humantime string ("1h") is converted, so both spellings work.
 fn parse_lifespan(ctx: &str, value: &str) -> Result<String, String> {
-    let iso = value.trim();
-    if iso.starts_with('P') || iso.starts_with('p') {
-        let body = iso[1..].to_ascii_uppercase();
-        let valid = !body.is_empty()
-            && body.chars().all(|c| c.is_ascii_digit() || matches!(c, 'D' | 'T' | 'H' | 'M' | 'S' | '.'))
-            && body.chars().any(|c| matches!(c, 'D' | 'H' | 'M' | 'S'));
-        if valid {
-            return Ok(format!("P{body}"));
-        }
-        return Err(format!("{ctx}: lifespan: {value:?} is not an ISO-8601 duration like \"PT1H\""));
-    }
-    let d = parse_duration(ctx, "lifespan", value)?;
+    let text = value.trim();
+    let d = if text.starts_with(['P', 'p']) {
+        iso_duration(text)
+            .ok_or_else(|| format!("{ctx}: lifespan: {value:?} is not an ISO-8601 duration like \"PT1H\""))?
+    } else {
+        parse_duration(ctx, "lifespan", value)?
+    };
     if d.is_zero() {
         return Err(format!("{ctx}: lifespan: must be longer than zero"));
     }
+    Ok(if text.starts_with(['P', 'p']) { text.to_ascii_uppercase() } else { iso_seconds(d) })
+}
+
+/// `PT<seconds>S`, with milliseconds when there are any.
+fn iso_seconds(d: Duration) -> String {
     let ms = d.as_millis();
-    Ok(if ms % 1000 == 0 {
+    if ms % 1000 == 0 {
         format!("PT{}S", ms / 1000)
     } else {
         format!("PT{}.{:03}S", ms / 1000, ms % 1000)
-    })
+    }
+}
+
+/// Parses the ISO-8601 durations `java.time.Duration.parse` accepts (`PnDTnHnMn.nS`, no
+/// signs): days, then after `T` hours, minutes and (fractional) seconds.
+fn iso_duration(text: &str) -> Option<Duration> {
+    let upper = text.to_ascii_uppercase();
+    let body = upper.strip_prefix('P')?;
+    let (date, time) = match body.split_once('T') {
+        Some((d, t)) if !t.is_empty() => (d, Some(t)),
+        Some(_) => return None,
+        None => (body, None),
+    };
+    let mut total = 0f64;
+    let mut any = false;
+    let mut take = |part: &str, units: &[(char, f64)]| -> Option<()> {
+        let mut rest = part;
+        let mut allowed = units;
+        while !rest.is_empty() {
+            let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
+            let unit = rest[end..].chars().next()?;
+            let pos = allowed.iter().position(|&(u, _)| u == unit)?;
+            let n: f64 = rest[..end].parse().ok()?;
+            if rest[..end].contains('.') && unit != 'S' {
+                return None;
+            }
+            total += n * allowed[pos].1;
+            any = true;
+            allowed = &allowed[pos + 1..];
+            rest = &rest[end + 1..];
+        }
+        Some(())
+    };
+    take(date, &[('D', 86_400.0)])?;
+    if let Some(t) = time {
+        take(t, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
+    }
+    (any && total.is_finite()).then(|| Duration::from_secs_f64(total))
 }
 
 fn expand_path(ctx: &str, key: &str, value: &str, env: &Env) -> Result<PathBuf, String> {
@@ -532,6 +649,11 @@ struct RawKnobs {
     ca_file: Option<String>,
     insecure_skip_tls_verify: Option<bool>,
     timeout: Option<String>,
+    consumers_validate: Option<Validation>,
+    revoke_superseded_after: Option<String>,
+    revoke_on_exit: Option<bool>,
+    min_valid: Option<String>,
+    remove_expired: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -547,6 +669,11 @@ struct RawCluster {
     ca_file: Option<String>,
     insecure_skip_tls_verify: Option<bool>,
     timeout: Option<String>,
+    consumers_validate: Option<Validation>,
+    revoke_superseded_after: Option<String>,
+    revoke_on_exit: Option<bool>,
+    min_valid: Option<String>,
+    remove_expired: Option<bool>,
     auth: RawAuth,
     #[serde(default)]
     output: Vec<RawOutput>,
@@ -586,6 +713,7 @@ struct Knobs {
     policy: Policy,
     lifespan: Option<String>,
     transport: Transport,
+    lifecycle: Lifecycle,
 }
 
 impl Knobs {
@@ -599,6 +727,7 @@ impl Knobs {
                 timeout: DEFAULT_TIMEOUT,
                 https: true,
             },
+            lifecycle: Lifecycle::default(),
         }
     }
 }
@@ -640,6 +769,22 @@ impl RawKnobs {
                 return Err(format!("{ctx}: timeout: must be longer than zero"));
             }
         }
+        if let Some(v) = self.consumers_validate {
+            k.lifecycle.consumers_validate = v;
+        }
+        if let Some(v) = &self.revoke_superseded_after {
+            k.lifecycle.revoke_superseded_after = parse_duration(ctx, "revoke_superseded_after", v)?;
+        }
+        if let Some(v) = self.revoke_on_exit {
+            k.lifecycle.revoke_on_exit = v;
+        }
+        if let Some(v) = &self.min_valid {
+            let d = parse_duration(ctx, "min_valid", v)?;
+            k.lifecycle.min_valid = (!d.is_zero()).then_some(d);
+        }
+        if let Some(v) = self.remove_expired {
+            k.lifecycle.remove_expired = v;
+        }
         if k.policy.jitter >= k.policy.refresh_fraction {
             return Err(format!(
                 "{ctx}: jitter: {} must be smaller than refresh_fraction ({}), or tokens would be \
@@ -667,6 +812,11 @@ impl RawCluster {
             ca_file: self.ca_file,
             insecure_skip_tls_verify: self.insecure_skip_tls_verify,
             timeout: self.timeout,
+            consumers_validate: self.consumers_validate,
+            revoke_superseded_after: self.revoke_superseded_after,
+            revoke_on_exit: self.revoke_on_exit,
+            min_valid: self.min_valid,
+            remove_expired: self.remove_expired,
         }
         .resolve(ctx, defaults, env)?;
         let token_url = parse_url(ctx, &self.token_url)?;
@@ -687,6 +837,7 @@ impl RawCluster {
             auth,
             outputs,
             policy: knobs.policy,
+            lifecycle: knobs.lifecycle,
         })
     }
 }

@@ -1,29 +1,46 @@
-//! The async loop around `scheduler::plan`: one timer for the next due cluster, attempts
+//! The async loop around `scheduler::plan`: one timer for the next due event, attempts
 //! spawned as tasks, their outcomes fed back into the plan.
 //!
 //! Like mini-redis's `purge_expired_tasks`, the loop computes the next instant and then waits
-//! for whichever comes first: that instant, an attempt's outcome, a new config, a refresh
-//! request, or shutdown. Nothing polls: an idle keeper wakes once per refresh.
+//! for whichever comes first: that instant, an outcome, a new config, a refresh request, or
+//! shutdown. Nothing polls: an idle keeper wakes once per refresh, and at most once a minute
+//! to notice that the host was suspended (monotonic time stops during suspend; tokens do
+//! not).
 //!
-//! An attempt acquires a token (at most `max_concurrent_requests` in flight across all
-//! clusters), then publishes it through `sink`. Only the wait for a permit and the HTTP
-//! request race shutdown; a publish that has started finishes, so shutdown never leaves a
-//! half-done set of files.
+//! An attempt acquires or renews a token (at most `max_concurrent_requests` Knox requests in
+//! flight across all clusters), then publishes it through `sink`. Only the wait for a permit
+//! and the HTTP request race shutdown; a publish that has started finishes, so shutdown never
+//! leaves a half-done set of files. A replaced managed token is revoked a little later
+//! (`revoke_superseded_after`), so the user stays under Knox's per-user token limit.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Cluster, Config};
-use crate::knox::{Clients, KnoxClient, KnoxError, Token};
+use crate::config::{Cluster, Config, Validation};
+use crate::knox::answer::{self, Reason, Renewal, Revocation};
+use crate::knox::{Clients, Expiry, Flavor, KnoxClient, KnoxError, Op, Token};
 use crate::output::{rfc3339, Published};
-use crate::scheduler::{plan, Action, Failures, Held, View};
+use crate::scheduler::{backoff, plan, Action, ErrorClass, Failures, Held, View};
+use crate::secret::Secret;
 use crate::{knox, output, sink, systemd};
+
+/// The longest the loop sleeps without checking the clocks: a suspended host wakes up with
+/// tokens that expired in its sleep, and this bounds how late that is noticed. One wake-up a
+/// minute is far below the 0.1/s idle budget.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// A revocation that keeps failing is given up after this many tries; the token expires on
+/// its own anyway.
+const REVOKE_ATTEMPTS: u32 = 5;
+
+/// How long shutdown spends on `revoke_on_exit` revocations.
+const EXIT_REVOKE_BUDGET: Duration = Duration::from_secs(5);
 
 /// What the first round produced, for READY=1 and the readiness log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,13 +51,15 @@ pub struct FirstRound {
     pub failed: usize,
 }
 
-/// The running keeper: per-cluster state and the queue of due times.
+/// The running keeper: per-cluster state and the queues of due times.
 pub struct Keeper {
     config: Arc<Config>,
     clients: Arc<Clients>,
     slots: HashMap<String, Slot>,
-    /// (due, slot id): the first entry is the next wake-up.
+    /// (due, slot id): the first entry is the next refresh.
     queue: BTreeSet<(Instant, u64)>,
+    /// Superseded tokens waiting to be revoked, by (due, sequence number).
+    revokes: BTreeMap<(Instant, u64), PendingRevoke>,
     ids: HashMap<u64, String>,
     next_id: u64,
     permits: Arc<Semaphore>,
@@ -49,6 +68,7 @@ pub struct Keeper {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     first_round: Option<oneshot::Sender<FirstRound>>,
+    clocks: Clocks,
 }
 
 /// One cluster's state.
@@ -69,22 +89,95 @@ struct Slot {
     attempted: bool,
     /// Whether the expiry of the held token was already logged.
     expiry_logged: bool,
+    /// The renew/revoke API flavour this gateway answered to (knox-api.md §1.2).
+    flavor: Flavor,
+    /// Renewal was refused for good (not whitelisted, or tokens are not managed).
+    renew_refused: bool,
+    /// Revocation was refused for good (not authorized, or not configured).
+    revoke_refused: bool,
+    /// Knox before 1.6 was noticed and said so.
+    legacy_logged: bool,
+    /// The json output says stale, with this error.
+    stale: Option<String>,
+    /// The expired token's files were removed (`remove_expired`).
+    expired_removed: bool,
 }
 
 impl Slot {
     fn view(&self) -> View {
         View { held: self.held, failures: self.failures }
     }
+
+    fn validation(&self) -> Validation {
+        self.cluster.lifecycle.consumers_validate
+    }
+
+    /// Whether a token is renewed rather than replaced: managed, expiring, consumers going
+    /// through the gateway, and renewal not refused (knox-api.md §9.2).
+    fn renewable(&self, token: &Token) -> bool {
+        token.managed
+            && token.expires_in != Expiry::Never
+            && self.validation() == Validation::Gateway
+            && !self.renew_refused
+    }
+
+    fn hold(&self, token: &Token) -> Held {
+        Held {
+            issued: token.received,
+            expires: token.expires_at(self.validation()),
+            jitter_sample: fastrand::f64(),
+            renewable: self.renewable(token),
+        }
+    }
 }
 
-/// An attempt's result, sent back to the loop.
-struct Outcome {
-    id: u64,
-    generation: u64,
-    result: Result<Token, AttemptError>,
+/// A superseded token to revoke.
+struct PendingRevoke {
+    cluster: String,
+    slot_id: u64,
+    token_id: Option<String>,
+    jwt: Secret,
+    attempts: u32,
 }
 
-/// Why an attempt produced no token.
+impl PendingRevoke {
+    /// Knox ≥ 1.6 revokes by id; older ones only by the full JWT (knox-api.md §4.1).
+    fn body(&self) -> Secret {
+        match &self.token_id {
+            Some(id) => Secret::new(id.clone()),
+            None => self.jwt.clone(),
+        }
+    }
+
+    fn id(&self) -> &str {
+        self.token_id.as_deref().unwrap_or("-")
+    }
+}
+
+/// What an attempt does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Work {
+    Acquire,
+    Renew,
+}
+
+/// What a task reports back to the loop.
+enum Outcome {
+    Attempt { id: u64, generation: u64, flavor: Flavor, result: Result<Attempted, AttemptError> },
+    Revoke { flavor: Flavor, pending: PendingRevoke, result: Result<Revocation, KnoxError> },
+}
+
+/// What an attempt achieved.
+enum Attempted {
+    /// A new token, published.
+    Acquired(Token),
+    /// The held token, renewed (its json rewritten).
+    Renewed(Token),
+    /// Knox will not renew it; it has to be replaced.
+    RenewRefused(Reason),
+}
+
+/// Why an attempt produced nothing.
 pub(crate) enum AttemptError {
     /// Knox said no, or could not be reached.
     Knox(KnoxError),
@@ -92,6 +185,28 @@ pub(crate) enum AttemptError {
     Publish(String),
     /// Shutdown came first.
     Cancelled,
+}
+
+/// Readings of the three clocks, to tell suspend and wall-clock jumps from time passing.
+#[derive(Clone, Copy)]
+struct Clocks {
+    mono: Instant,
+    boot: Option<Duration>,
+    wall: SystemTime,
+}
+
+impl Clocks {
+    fn now() -> Clocks {
+        Clocks { mono: Instant::now(), boot: boottime(), wall: SystemTime::now() }
+    }
+}
+
+/// `CLOCK_BOOTTIME`: like the monotonic clock, but it keeps counting while suspended.
+fn boottime() -> Option<Duration> {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes only to `ts`, which is valid for writes.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 impl Keeper {
@@ -110,6 +225,7 @@ impl Keeper {
             clients,
             slots: HashMap::new(),
             queue: BTreeSet::new(),
+            revokes: BTreeMap::new(),
             ids: HashMap::new(),
             next_id: 0,
             outcomes_tx,
@@ -117,6 +233,7 @@ impl Keeper {
             tracker,
             shutdown,
             first_round: Some(first_round),
+            clocks: Clocks::now(),
         };
         for cluster in &config.clusters {
             let slot = keeper.new_slot(cluster.clone())?;
@@ -147,6 +264,12 @@ impl Keeper {
             due: None,
             attempted: false,
             expiry_logged: false,
+            flavor: Flavor::default(),
+            renew_refused: false,
+            revoke_refused: false,
+            legacy_logged: false,
+            stale: None,
+            expired_removed: false,
         })
     }
 
@@ -158,7 +281,11 @@ impl Keeper {
             self.replan(&name);
         }
         loop {
-            let next = self.queue.first().map(|&(t, _)| t);
+            let next = [self.queue.first().map(|&(t, _)| t), self.revokes.keys().next().map(|&(t, _)| t)]
+                .into_iter()
+                .flatten()
+                .min();
+            let wake = next.map_or(Instant::now() + MAX_SLEEP, |t| t.min(Instant::now() + MAX_SLEEP));
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
@@ -168,9 +295,13 @@ impl Keeper {
                     self.apply(config);
                 }
                 () = refresh.notified() => self.refresh_all(),
-                () = sleep_until_opt(next) => self.run_due(),
+                () = tokio::time::sleep_until(wake.into()) => {
+                    self.check_clocks();
+                    self.run_due();
+                }
             }
         }
+        self.revoke_on_exit().await;
         debug!("keeper loop stopped");
     }
 
@@ -188,6 +319,58 @@ impl Keeper {
                 }
                 self.replan(&name);
             }
+        }
+        while let Some(entry) = self.revokes.first_entry() {
+            if entry.key().0 > now {
+                break;
+            }
+            let pending = entry.remove();
+            self.start_revoke(pending);
+        }
+    }
+
+    /// Notices a suspend (boot time ran ahead of monotonic time) and moves every schedule
+    /// earlier by the time slept; notices wall-clock jumps, which schedules ignore.
+    fn check_clocks(&mut self) {
+        let now = Clocks::now();
+        let last = std::mem::replace(&mut self.clocks, now);
+        let mono = now.mono.saturating_duration_since(last.mono);
+        if let (Some(b0), Some(b1)) = (last.boot, now.boot) {
+            let slept = b1.saturating_sub(b0).saturating_sub(mono);
+            if slept > Duration::from_secs(1) {
+                warn!(slept = %human(slept), "the host was suspended; re-planning every cluster");
+                self.shift_back(slept);
+                return;
+            }
+        }
+        let wall = match now.wall.duration_since(last.wall) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        if (wall - mono.as_secs_f64()).abs() > 2.0 {
+            info!(
+                jump_s = wall - mono.as_secs_f64(),
+                "the wall clock jumped; schedules run on the monotonic clock and are unaffected"
+            );
+        }
+    }
+
+    /// After a suspend of `d`, every token is `d` closer to expiry than monotonic time says.
+    fn shift_back(&mut self, d: Duration) {
+        for slot in self.slots.values_mut() {
+            if let Some(h) = &mut slot.held {
+                *h = h.shifted_back(d);
+            }
+            if let Some(t) = &mut slot.token {
+                t.received = t.received.checked_sub(d).unwrap_or(t.received);
+            }
+            if let Some(f) = &mut slot.failures {
+                f.last = f.last.checked_sub(d).unwrap_or(f.last);
+            }
+        }
+        let names: Vec<String> = self.slots.keys().cloned().collect();
+        for name in names {
+            self.replan(&name);
         }
     }
 
@@ -208,7 +391,8 @@ impl Keeper {
             }
         }
         match plan(now, &slot.view(), &slot.cluster.policy) {
-            Action::Acquire => self.start_attempt(name),
+            Action::Acquire => self.start_attempt(name, Work::Acquire),
+            Action::Renew => self.start_attempt(name, Work::Renew),
             Action::WaitUntil(t) => {
                 slot.due = Some(t);
                 self.queue.insert((t, slot.id));
@@ -217,61 +401,160 @@ impl Keeper {
         }
     }
 
-    fn start_attempt(&mut self, name: &str) {
+    /// Starts an acquisition or a renewal.
+    fn start_attempt(&mut self, name: &str, work: Work) {
         let Some(slot) = self.slots.get_mut(name) else { return };
+        let renew = match (work, &slot.token) {
+            (Work::Renew, Some(token)) => Some(token.clone()),
+            _ => None,
+        };
         slot.in_flight = true;
         let id = slot.id;
-        let generation = slot.generation + 1;
+        let generation = if renew.is_some() { slot.generation } else { slot.generation + 1 };
         let cluster = slot.cluster.clone();
         let client = slot.client.clone();
+        let mut flavor = slot.flavor;
         let permits = self.permits.clone();
         let shutdown = self.shutdown.clone();
         let tx = self.outcomes_tx.clone();
         self.tracker.spawn(async move {
-            let result = attempt(&cluster, &client, &permits, generation, &shutdown).await;
+            let result = match renew {
+                Some(token) => {
+                    renew_token(&cluster, &client, &permits, token, generation, &mut flavor, &shutdown).await
+                }
+                None => {
+                    acquire(&cluster, &client, &permits, generation, &shutdown).await.map(Attempted::Acquired)
+                }
+            };
             // The loop may be gone at shutdown; the outcome no longer matters then.
-            let _ = tx.send(Outcome { id, generation, result });
+            let _ = tx.send(Outcome::Attempt { id, generation, flavor, result });
+        });
+    }
+
+    fn start_revoke(&mut self, pending: PendingRevoke) {
+        let Some(slot) = self.slots.get(&pending.cluster).filter(|s| s.id == pending.slot_id) else {
+            debug!(cluster = %pending.cluster, token_id = %pending.id(), "not revoking: the cluster was removed");
+            return;
+        };
+        let cluster = slot.cluster.clone();
+        let client = slot.client.clone();
+        let mut flavor = slot.flavor;
+        let permits = self.permits.clone();
+        let shutdown = self.shutdown.clone();
+        let tx = self.outcomes_tx.clone();
+        self.tracker.spawn(async move {
+            let body = pending.body();
+            let result = tokio::select! {
+                r = revoke(&cluster, &client, &permits, &body, &mut flavor) => r,
+                () = shutdown.cancelled() => return,
+            };
+            let _ = tx.send(Outcome::Revoke { flavor, pending, result });
         });
     }
 
     fn on_outcome(&mut self, outcome: Outcome) {
-        let Some(name) = self.ids.get(&outcome.id).cloned() else { return };
+        match outcome {
+            Outcome::Attempt { id, generation, flavor, result } => {
+                self.on_attempt(id, generation, flavor, result);
+            }
+            Outcome::Revoke { flavor, pending, result } => self.on_revoke(flavor, pending, result),
+        }
+    }
+
+    fn on_attempt(
+        &mut self,
+        id: u64,
+        generation: u64,
+        flavor: Flavor,
+        result: Result<Attempted, AttemptError>,
+    ) {
+        let Some(name) = self.ids.get(&id).cloned() else { return };
         let Some(slot) = self.slots.get_mut(&name) else { return };
-        if slot.id != outcome.id {
+        if slot.id != id {
             return;
         }
         slot.in_flight = false;
         slot.attempted = true;
+        slot.flavor = flavor;
         let now = Instant::now();
-        match outcome.result {
-            Ok(token) => {
-                let held = Held {
-                    issued: token.received,
-                    expires: token.expires_at(),
-                    jitter_sample: fastrand::f64(),
-                };
-                let next = held.refresh_at(&slot.cluster.policy);
-                info!(
-                    cluster = %slot.cluster.name,
-                    url = %slot.cluster.token_url,
-                    token_id = %token.id(),
-                    fingerprint = %token.jwt.fingerprint(),
-                    generation = outcome.generation,
-                    expires_at = %token.expiry_ms().map_or_else(|| "never".to_owned(), |ms| rfc3339(knox::from_epoch_ms(ms))),
-                    next_refresh_in = %next.map_or_else(|| "never".to_owned(), |t| human(t.saturating_duration_since(now))),
-                    "token published"
-                );
-                slot.generation = outcome.generation;
+        let mut superseded = None;
+        match result {
+            Ok(Attempted::Acquired(token)) => {
+                let held = slot.hold(&token);
+                log_published(slot, &token, generation, &held, "token published");
+                if token.token_id.is_none() && !slot.legacy_logged {
+                    slot.legacy_logged = true;
+                    warn!(
+                        cluster = %slot.cluster.name,
+                        "Knox answered without token_id or managed, so it is older than 1.6: renewal and \
+                         revocation are decided by HTTP status alone, and superseded tokens are revoked by \
+                         their JWT (which only whitelisted callers may do there)"
+                    );
+                }
+                if let (Some(min_valid), Some(lifetime)) =
+                    (slot.cluster.lifecycle.min_valid, token.lifetime(slot.validation()))
+                {
+                    if lifetime < min_valid {
+                        warn!(
+                            cluster = %slot.cluster.name,
+                            token_id = %token.id(),
+                            "Knox issued a token valid for {}, less than min_valid {}: the topology's \
+                             knox.token.ttl caps the requested lifespan",
+                            human(lifetime),
+                            human(min_valid)
+                        );
+                    }
+                }
+                superseded = slot.token.replace(token);
+                slot.generation = generation;
                 slot.held = Some(held);
-                slot.token = Some(token);
                 slot.failures = None;
                 slot.expiry_logged = false;
+                slot.stale = None;
+                slot.expired_removed = false;
+            }
+            Ok(Attempted::Renewed(token)) => {
+                let held = slot.hold(&token);
+                log_published(slot, &token, slot.generation, &held, "token renewed");
+                slot.token = Some(token);
+                slot.held = Some(held);
+                slot.failures = None;
+                slot.expiry_logged = false;
+                slot.stale = None;
+            }
+            Ok(Attempted::RenewRefused(reason)) => {
+                let token_id = slot.token.as_ref().map_or("-", |t| t.id()).to_owned();
+                match reason {
+                    Reason::InvalidToken => error!(
+                        cluster = %slot.cluster.name,
+                        token_id,
+                        "renewal refused: {}; re-acquiring", reason.describe()
+                    ),
+                    _ => {
+                        info!(cluster = %slot.cluster.name, token_id, "renewal refused: {}; re-acquiring", reason.describe())
+                    }
+                }
+                if matches!(reason, Reason::NotAuthorized | Reason::NotExtended) {
+                    if !slot.renew_refused {
+                        warn!(cluster = %slot.cluster.name, "renewal stopped for this cluster: {}; tokens are replaced by re-acquisition instead", reason.describe());
+                    }
+                    slot.renew_refused = true;
+                }
+                // The refresh point has passed (renewal was due): plan() now says acquire.
+                if let Some(h) = &mut slot.held {
+                    h.renewable = false;
+                }
+                slot.failures = None;
             }
             Err(AttemptError::Cancelled) => return,
             Err(err) => {
+                let (message, status, class) = match &err {
+                    AttemptError::Knox(e) => (e.to_string(), e.status(), e.class()),
+                    AttemptError::Publish(e) => (e.clone(), None, ErrorClass::Transient),
+                    AttemptError::Cancelled => unreachable!("handled above"),
+                };
                 let count = slot.failures.map_or(1, |f| f.count.saturating_add(1));
-                let failures = Failures { count, last: now, sample: fastrand::f64() };
-                slot.failures = Some(failures);
+                slot.failures = Some(Failures { count, last: now, sample: fastrand::f64(), class });
                 let left = match slot.held.and_then(|h| h.expires) {
                     Some(e) if e > now => {
                         format!("the last good token stays published, {} left", human(e - now))
@@ -284,22 +567,190 @@ impl Keeper {
                     Action::WaitUntil(t) => human(t - now),
                     _ => "now".to_owned(),
                 };
-                let (message, status) = match &err {
-                    AttemptError::Knox(e) => (e.to_string(), e.status()),
-                    AttemptError::Publish(e) => (e.clone(), None),
-                    AttemptError::Cancelled => unreachable!("handled above"),
-                };
-                let token_limit = matches!(err, AttemptError::Knox(KnoxError::TokenLimitExceeded { .. }));
-                if token_limit || count >= 3 {
+                if class == ErrorClass::Quota || count >= 3 {
                     error!(cluster = %slot.cluster.name, status, failures = count, retry_in = %retry_in, "refresh failed: {message}; {left}");
                 } else {
                     warn!(cluster = %slot.cluster.name, status, failures = count, retry_in = %retry_in, "refresh failed: {message}; {left}");
                 }
+                self.mark_stale(&name, &message, now);
             }
+        }
+        if let Some(old) = superseded {
+            self.supersede(&name, old);
         }
         self.replan(&name);
         self.update_status();
         self.check_first_round();
+    }
+
+    /// Past the refresh point with refreshing failing: the json says so, and with
+    /// `remove_expired` an expired token's files go away.
+    fn mark_stale(&mut self, name: &str, message: &str, now: Instant) {
+        let Some(slot) = self.slots.get_mut(name) else { return };
+        let (Some(held), Some(token)) = (slot.held, &slot.token) else { return };
+        let past_refresh = held.refresh_at(&slot.cluster.policy).is_some_and(|t| t <= now);
+        if past_refresh && slot.stale.as_deref() != Some(message) {
+            slot.stale = Some(message.to_owned());
+            let mut published = Published::new(&slot.cluster.name, token, slot.generation, slot.validation());
+            published.stale = true;
+            published.last_error = Some(message.to_owned());
+            let cluster = slot.cluster.clone();
+            self.tracker.spawn(async move {
+                let name = cluster.name.clone();
+                match tokio::task::spawn_blocking(move || sink::publish_json(&cluster, &published)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(errors)) => log_output_errors(&name, &errors),
+                    Err(e) => error!(cluster = %name, "publish task failed: {e}"),
+                }
+            });
+        }
+        let expired = held.expires.is_some_and(|e| e <= now);
+        if expired && slot.cluster.lifecycle.remove_expired && !slot.expired_removed {
+            slot.expired_removed = true;
+            let cluster = slot.cluster.clone();
+            self.tracker.spawn(async move {
+                let name = cluster.name.clone();
+                match tokio::task::spawn_blocking(move || sink::remove_token_files(&cluster)).await {
+                    Ok(Ok(n)) => warn!(cluster = %name, removed = n, "removed the expired token's files (remove_expired)"),
+                    Ok(Err(errors)) => log_output_errors(&name, &errors),
+                    Err(e) => error!(cluster = %name, "remove task failed: {e}"),
+                }
+            });
+        }
+    }
+
+    /// Queues the revocation of a token its successor replaced (managed tokens only, or any
+    /// token of a pre-1.6 Knox, which does not say).
+    fn supersede(&mut self, name: &str, old: Token) {
+        let Some(slot) = self.slots.get(name) else { return };
+        let is_new = slot.token.as_ref().is_some_and(|t| t.jwt == old.jwt);
+        let revocable = old.managed || old.token_id.is_none();
+        if is_new || !revocable || slot.revoke_refused {
+            return;
+        }
+        let due = Instant::now() + slot.cluster.lifecycle.revoke_superseded_after;
+        let pending = PendingRevoke {
+            cluster: name.to_owned(),
+            slot_id: slot.id,
+            token_id: old.token_id.clone(),
+            jwt: old.jwt,
+            attempts: 0,
+        };
+        self.queue_revoke(due, pending);
+    }
+
+    fn queue_revoke(&mut self, due: Instant, pending: PendingRevoke) {
+        self.next_id += 1;
+        self.revokes.insert((due, self.next_id), pending);
+    }
+
+    fn on_revoke(
+        &mut self,
+        flavor: Flavor,
+        mut pending: PendingRevoke,
+        result: Result<Revocation, KnoxError>,
+    ) {
+        let slot = self.slots.get_mut(&pending.cluster).filter(|s| s.id == pending.slot_id);
+        let token_id = pending.id().to_owned();
+        let cluster = pending.cluster.clone();
+        match result {
+            Ok(Revocation::Revoked) => info!(cluster, token_id, "superseded token revoked"),
+            Ok(Revocation::AlreadyGone) => {
+                debug!(cluster, token_id, "superseded token already unknown to Knox")
+            }
+            Ok(r @ (Revocation::NotAuthorized | Revocation::NotConfigured)) => {
+                if let Some(slot) = slot {
+                    slot.flavor = flavor;
+                    if !slot.revoke_refused {
+                        warn!(
+                            cluster,
+                            token_id,
+                            "Knox refused to revoke a superseded token ({}); superseded tokens are no longer \
+                             revoked for this cluster and count toward the per-user token limit until they expire",
+                            if r == Revocation::NotAuthorized { "not authorized" } else { "token management is off" }
+                        );
+                    }
+                    slot.revoke_refused = true;
+                }
+            }
+            Ok(Revocation::Refused) | Err(_) => {
+                let why = match &result {
+                    Err(e) => e.to_string(),
+                    _ => "Knox refused".to_owned(),
+                };
+                pending.attempts += 1;
+                if pending.attempts >= REVOKE_ATTEMPTS {
+                    warn!(
+                        cluster,
+                        token_id,
+                        "giving up revoking a superseded token after {} tries: {why}",
+                        pending.attempts
+                    );
+                } else {
+                    let wait = backoff(pending.attempts, fastrand::f64(), ErrorClass::Transient);
+                    debug!(cluster, token_id, "revoking failed ({why}); retrying in {}", human(wait));
+                    if let Some(slot) = self.slots.get_mut(&pending.cluster) {
+                        slot.flavor = flavor;
+                    }
+                    self.queue_revoke(Instant::now() + wait, pending);
+                }
+                return;
+            }
+        }
+        if let Some(slot) = self.slots.get_mut(&cluster) {
+            slot.flavor = flavor;
+        }
+    }
+
+    /// At shutdown, with `revoke_on_exit`: the published token and those waiting for
+    /// revocation are revoked, within a small time budget.
+    async fn revoke_on_exit(&mut self) {
+        let mut work = Vec::new();
+        for slot in self.slots.values().filter(|s| s.cluster.lifecycle.revoke_on_exit && !s.revoke_refused) {
+            if let Some(t) = slot.token.as_ref().filter(|t| t.managed || t.token_id.is_none()) {
+                work.push((
+                    slot.cluster.clone(),
+                    slot.client.clone(),
+                    slot.flavor,
+                    t.token_id.clone(),
+                    t.jwt.clone(),
+                ));
+            }
+        }
+        for pending in std::mem::take(&mut self.revokes).into_values() {
+            match self.slots.get(&pending.cluster).filter(|s| s.cluster.lifecycle.revoke_on_exit) {
+                Some(slot) => work.push((
+                    slot.cluster.clone(),
+                    slot.client.clone(),
+                    slot.flavor,
+                    pending.token_id.clone(),
+                    pending.jwt.clone(),
+                )),
+                None => {
+                    debug!(cluster = %pending.cluster, token_id = %pending.id(), "left unrevoked at exit")
+                }
+            }
+        }
+        if work.is_empty() {
+            return;
+        }
+        let permits = self.permits.clone();
+        let all = async {
+            for (cluster, client, mut flavor, token_id, jwt) in work {
+                let body = token_id.clone().map_or(jwt, Secret::new);
+                let id = token_id.as_deref().unwrap_or("-");
+                match revoke(&cluster, &client, &permits, &body, &mut flavor).await {
+                    Ok(Revocation::Revoked | Revocation::AlreadyGone) => {
+                        info!(cluster = %cluster.name, token_id = id, "token revoked at exit")
+                    }
+                    Ok(r) => warn!(cluster = %cluster.name, token_id = id, "could not revoke at exit: {r:?}"),
+                    Err(e) => warn!(cluster = %cluster.name, token_id = id, "could not revoke at exit: {e}"),
+                }
+            }
+        };
+        if tokio::time::timeout(EXIT_REVOKE_BUDGET, all).await.is_err() {
+            warn!("revocations at exit did not finish within {}", human(EXIT_REVOKE_BUDGET));
+        }
     }
 
     fn check_first_round(&mut self) {
@@ -322,7 +773,7 @@ impl Keeper {
         let ok = self
             .slots
             .values()
-            .filter(|s| s.held.is_some_and(|h| h.is_fresh(now, &s.cluster.policy)))
+            .filter(|s| s.stale.is_none() && s.held.is_some_and(|h| h.is_fresh(now, &s.cluster.policy)))
             .count();
         let next = self.queue.first().map(|&(t, _)| human(t.saturating_duration_since(now)));
         let line = format!(
@@ -334,7 +785,7 @@ impl Keeper {
         systemd::status(&line);
     }
 
-    /// SIGUSR1: every cluster not already refreshing is refreshed now.
+    /// SIGUSR1: every cluster not already refreshing acquires a new token now.
     fn refresh_all(&mut self) {
         info!(clusters = self.slots.len(), "refreshing every cluster now");
         let names: Vec<String> = self.slots.keys().cloned().collect();
@@ -346,7 +797,7 @@ impl Keeper {
             if let Some(due) = slot.due.take() {
                 self.queue.remove(&(due, slot.id));
             }
-            self.start_attempt(&name);
+            self.start_attempt(&name, Work::Acquire);
         }
     }
 
@@ -371,6 +822,11 @@ impl Keeper {
                     changed += 1;
                     let republish = slot.cluster.outputs != cluster.outputs;
                     slot.cluster = cluster.clone();
+                    // The policy may have changed what the held token's expiry is.
+                    if let Some(token) = slot.token.clone() {
+                        let jitter = slot.held.map_or_else(fastrand::f64, |h| h.jitter_sample);
+                        slot.held = Some(Held { jitter_sample: jitter, ..slot.hold(&token) });
+                    }
                     if republish {
                         self.republish(&slot);
                     }
@@ -430,7 +886,7 @@ impl Keeper {
     fn republish(&mut self, slot: &Slot) {
         let Some(token) = &slot.token else { return };
         let cluster = slot.cluster.clone();
-        let published = Published::new(&cluster.name, token, slot.generation);
+        let published = Published::new(&cluster.name, token, slot.generation, slot.validation());
         self.tracker.spawn(async move {
             let name = cluster.name.clone();
             match tokio::task::spawn_blocking(move || sink::publish(&cluster, &published)).await {
@@ -442,8 +898,24 @@ impl Keeper {
     }
 }
 
+/// The one info line per refresh.
+fn log_published(slot: &Slot, token: &Token, generation: u64, held: &Held, what: &str) {
+    let now = Instant::now();
+    let next = held.refresh_at(&slot.cluster.policy);
+    info!(
+        cluster = %slot.cluster.name,
+        url = %slot.cluster.token_url,
+        token_id = %token.id(),
+        fingerprint = %token.jwt.fingerprint(),
+        generation,
+        expires_at = %token.expiry_ms(slot.validation()).map_or_else(|| "never".to_owned(), |ms| rfc3339(knox::from_epoch_ms(ms))),
+        next_refresh_in = %next.map_or_else(|| "never".to_owned(), |t| human(t.saturating_duration_since(now))),
+        "{what}"
+    );
+}
+
 /// Acquires and publishes one token.
-async fn attempt(
+async fn acquire(
     cluster: &Arc<Cluster>,
     client: &KnoxClient,
     permits: &Semaphore,
@@ -464,6 +936,57 @@ async fn attempt(
     Ok(token)
 }
 
+/// Renews `token` (knox-api.md §3) and, when the expiry moved, rewrites the json output.
+async fn renew_token(
+    cluster: &Arc<Cluster>,
+    client: &KnoxClient,
+    permits: &Semaphore,
+    mut token: Token,
+    generation: u64,
+    flavor: &mut Flavor,
+    shutdown: &CancellationToken,
+) -> Result<Attempted, AttemptError> {
+    let current = token.server_expiry_ms().unwrap_or(i64::MAX);
+    let (status, body) = {
+        let _permit = tokio::select! {
+            p = permits.acquire() => p.map_err(|_| AttemptError::Cancelled)?,
+            () = shutdown.cancelled() => return Err(AttemptError::Cancelled),
+        };
+        tokio::select! {
+            r = client.token_op(cluster, Op::Renew, &token.jwt, flavor) => r.map_err(AttemptError::Knox)?,
+            () = shutdown.cancelled() => return Err(AttemptError::Cancelled),
+        }
+    };
+    match answer::renewal(status.as_u16(), &answer::parse(&body), current) {
+        Renewal::Extended(ms) => {
+            token.renewed(ms, Instant::now(), SystemTime::now());
+            let published =
+                Published::new(&cluster.name, &token, generation, cluster.lifecycle.consumers_validate);
+            let c = cluster.clone();
+            match tokio::task::spawn_blocking(move || sink::publish_json(&c, &published)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(errors)) => log_output_errors(&cluster.name, &errors),
+                Err(e) => error!(cluster = %cluster.name, "publish task failed: {e}"),
+            }
+            Ok(Attempted::Renewed(token))
+        }
+        Renewal::Reacquire(reason) => Ok(Attempted::RenewRefused(reason)),
+    }
+}
+
+/// Revokes a token by id (or JWT) with a permit.
+async fn revoke(
+    cluster: &Cluster,
+    client: &KnoxClient,
+    permits: &Semaphore,
+    body: &Secret,
+    flavor: &mut Flavor,
+) -> Result<Revocation, KnoxError> {
+    let Ok(_permit) = permits.acquire().await else { return Ok(Revocation::Refused) };
+    let (status, text) = client.token_op(cluster, Op::Revoke, body, flavor).await?;
+    Ok(answer::revocation(status.as_u16(), &answer::parse(&text)))
+}
+
 /// Publishes `token` on the blocking pool (fsync blocks). Succeeds if at least one output
 /// was written; failed outputs are logged.
 pub(crate) async fn publish(
@@ -471,7 +994,7 @@ pub(crate) async fn publish(
     token: &Token,
     generation: u64,
 ) -> Result<(), AttemptError> {
-    let published = Published::new(&cluster.name, token, generation);
+    let published = Published::new(&cluster.name, token, generation, cluster.lifecycle.consumers_validate);
     let c = cluster.clone();
     let result = tokio::task::spawn_blocking(move || sink::publish(&c, &published))
         .await
@@ -492,13 +1015,6 @@ pub(crate) async fn publish(
 fn log_output_errors(cluster: &str, errors: &[sink::OutputError]) {
     for e in errors {
         error!(cluster, path = %e.path.display(), "output skipped: {}", e.error);
-    }
-}
-
-async fn sleep_until_opt(t: Option<Instant>) {
-    match t {
-        Some(t) => tokio::time::sleep_until(t.into()).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::SystemTime;
 use anyhow::{bail, Context as _};
 use serde_json::Value;
 
-use crate::config::{Cluster, Format};
+use crate::config::{Cluster, Format, Validation};
 use crate::knox::{from_epoch_ms, wire, Token};
 use crate::secret::Secret;
 
@@ -40,22 +40,30 @@ pub struct Published {
     pub generation: u64,
     /// When the token arrived, this host's clock.
     pub acquired_at: SystemTime,
+    /// Set while refreshing keeps failing past the refresh point: the token still works, but
+    /// will not be replaced in time unless Knox recovers.
+    pub stale: bool,
+    /// The last refresh error, when stale.
+    pub last_error: Option<String>,
 }
 
 impl Published {
-    /// The record for publishing `token` as generation `generation` of `cluster`.
-    pub fn new(cluster: &str, token: &Token, generation: u64) -> Published {
+    /// The record for publishing `token` as generation `generation` of `cluster`, whose
+    /// consumers validate it as `v`.
+    pub fn new(cluster: &str, token: &Token, generation: u64, v: Validation) -> Published {
         Published {
             jwt: token.jwt.clone(),
             token_type: token.token_type.clone(),
             token_id: token.token_id.clone(),
-            expires_at_ms: token.expiry_ms(),
+            expires_at_ms: token.expiry_ms(v),
             jwt_exp: token.jwt_exp,
             managed: token.managed,
             target_url: token.target_url.clone(),
             cluster: cluster.to_owned(),
             generation,
             acquired_at: token.acquired_at,
+            stale: false,
+            last_error: None,
         }
     }
 
@@ -71,8 +79,10 @@ impl Published {
 /// The json object has the keys, in this order: `access_token`, `token_type`, `token_id`,
 /// `expires_at` (RFC 3339 UTC, or null for never), `expires_at_ms` (epoch ms, or -1),
 /// `jwt_exp` (epoch seconds or null), `managed`, `target_url` (or null), `cluster`,
-/// `generation`, `acquired_at` (RFC 3339 UTC). `expires_at` is the effective expiry: the
-/// earlier of Knox's `expires_in` and the JWT's `exp`.
+/// `generation`, `acquired_at` (RFC 3339 UTC), and, only while refreshing keeps failing past
+/// the refresh point, `stale` (true) and `last_error`. `expires_at` is the expiry that
+/// matters to the consumers: the earlier of Knox's `expires_in` and the JWT's `exp`, or the
+/// server-side expiry when they validate through the gateway.
 pub fn render(format: Format, p: &Published, env_var: &str) -> Vec<u8> {
     let jwt = p.jwt.expose();
     match format {
@@ -86,10 +96,14 @@ pub fn render(format: Format, p: &Published, env_var: &str) -> Vec<u8> {
             let opt = |v: Option<&str>| v.map_or_else(|| "null".to_owned(), s);
             let expires_at =
                 p.expires_at_ms.map(|ms| s(&rfc3339(from_epoch_ms(ms)))).unwrap_or_else(|| "null".into());
+            let stale = match (&p.stale, &p.last_error) {
+                (true, e) => format!(",\"stale\":true,\"last_error\":{}", opt(e.as_deref())),
+                (false, _) => String::new(),
+            };
             format!(
                 "{{\"access_token\":{},\"token_type\":{},\"token_id\":{},\"expires_at\":{},\
                  \"expires_at_ms\":{},\"jwt_exp\":{},\"managed\":{},\"target_url\":{},\
-                 \"cluster\":{},\"generation\":{},\"acquired_at\":{}}}\n",
+                 \"cluster\":{},\"generation\":{},\"acquired_at\":{}{stale}}}\n",
                 s(jwt),
                 s(&p.token_type),
                 opt(p.token_id.as_deref()),
@@ -156,6 +170,8 @@ fn parse_json(text: &str, cluster: &str) -> anyhow::Result<Published> {
         cluster: str_of("cluster").unwrap_or_else(|| cluster.to_owned()),
         generation: v.get("generation").and_then(Value::as_u64).unwrap_or(0),
         acquired_at,
+        stale: v.get("stale").and_then(Value::as_bool).unwrap_or(false),
+        last_error: str_of("last_error"),
     })
 }
 
@@ -188,6 +204,8 @@ fn parse_wrapped(format: Format, text: &str, env_var: &str, cluster: &str) -> an
         cluster: cluster.to_owned(),
         generation: 0,
         acquired_at: SystemTime::UNIX_EPOCH,
+        stale: false,
+        last_error: None,
     })
 }
 

@@ -10,9 +10,9 @@
 
 use std::time::{Duration, Instant};
 
-/// First retry after a failure: about a second, so a blip costs little.
+/// First retry after a transient failure: about a second, so a blip costs little.
 pub const BACKOFF_BASE: Duration = Duration::from_secs(1);
-/// Retries never wait longer than this, so recovery after a Knox outage is prompt.
+/// Transient retries never wait longer than this, so recovery after an outage is prompt.
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
 /// The shortest wait between attempts, whatever the jitter drew: never a tight loop.
 pub const MIN_RETRY: Duration = Duration::from_millis(100);
@@ -63,6 +63,9 @@ pub struct Held {
     /// The jitter draw for this token in [0, 1), fixed at acquisition so re-planning (after a
     /// reload, say) gives the same point.
     pub jitter_sample: f64,
+    /// Whether the refresh is a renewal (a managed token whose consumers go through the
+    /// gateway) rather than a re-acquisition.
+    pub renewable: bool,
 }
 
 impl Held {
@@ -87,6 +90,13 @@ impl Held {
         Some(self.issued + (lifetime - policy.margin(lifetime)))
     }
 
+    /// The same token after a host suspend of `d`: monotonic time did not count the sleep,
+    /// so everything about the token is `d` earlier than the instants said.
+    pub fn shifted_back(&self, d: Duration) -> Held {
+        let back = |t: Instant| t.checked_sub(d).unwrap_or(t);
+        Held { issued: back(self.issued), expires: self.expires.map(back), ..*self }
+    }
+
     /// Whether at least `min_remaining` is left at `now` ("fresh").
     pub fn is_fresh(&self, now: Instant, policy: &Policy) -> bool {
         match self.expires {
@@ -105,6 +115,36 @@ pub struct Failures {
     pub last: Instant,
     /// The backoff draw for the last one, in [0, 1).
     pub sample: f64,
+    /// What kind of failure the last one was.
+    pub class: ErrorClass,
+}
+
+/// Failures differ in how soon trying again can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Network, timeouts, 5xx: Knox having a bad minute. Retry soon.
+    Transient,
+    /// 401, 403, redirects, TLS, unusable answers: someone has to fix something. Retry less
+    /// often, so the gateway's logs and the LDAP behind it are not flooded.
+    Rejected,
+    /// The per-user token limit: every attempt may count against the quota for a day
+    /// (knox-api.md §9.3). Retry in minutes.
+    Quota,
+}
+
+impl ErrorClass {
+    /// The first backoff, the cap, and the floor under the jitter.
+    fn params(self) -> (Duration, Duration, Duration) {
+        match self {
+            ErrorClass::Transient => (BACKOFF_BASE, BACKOFF_CAP, MIN_RETRY),
+            ErrorClass::Rejected => {
+                (Duration::from_secs(15), Duration::from_secs(900), Duration::from_secs(5))
+            }
+            ErrorClass::Quota => {
+                (Duration::from_secs(120), Duration::from_secs(1800), Duration::from_secs(60))
+            }
+        }
+    }
 }
 
 /// What the keeper knows about one cluster.
@@ -121,25 +161,28 @@ pub struct View {
 pub enum Action {
     /// Acquire (and publish) a token now.
     Acquire,
+    /// Renew the held token now.
+    Renew,
     /// Nothing until then.
     WaitUntil(Instant),
     /// Nothing until something changes: the token never expires.
     Idle,
 }
 
-/// The backoff before retry number `count` (1-based): exponential from [`BACKOFF_BASE`],
-/// capped at [`BACKOFF_CAP`], with full jitter (`sample` in [0, 1) scales it), and never below
-/// [`MIN_RETRY`].
-pub fn backoff(count: u32, sample: f64) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << count.saturating_sub(1).min(16)).min(BACKOFF_CAP);
-    exp.mul_f64(sample.clamp(0.0, 1.0)).max(MIN_RETRY)
+/// The backoff before retry number `count` (1-based) after failures of `class`: exponential
+/// from the class's base, capped, with full jitter (`sample` in [0, 1) scales it), and never
+/// below the class's floor. For transient failures: ~1 s, doubling, at most 5 minutes.
+pub fn backoff(count: u32, sample: f64, class: ErrorClass) -> Duration {
+    let (base, cap, floor) = class.params();
+    let exp = base.saturating_mul(1u32 << count.saturating_sub(1).min(16)).min(cap);
+    exp.mul_f64(sample.clamp(0.0, 1.0)).max(floor)
 }
 
 /// Decides the next step for one cluster. Pure: same inputs, same answer.
 pub fn plan(now: Instant, view: &View, policy: &Policy) -> Action {
     let due = match (view.failures, view.held) {
         (Some(f), held) => {
-            let mut retry = f.last + backoff(f.count, f.sample);
+            let mut retry = f.last + backoff(f.count, f.sample, f.class);
             // While a good token is published, do not sleep past the points that matter for
             // it: the last safe refresh point, then its expiry.
             if let Some(h) = held {
@@ -156,10 +199,12 @@ pub fn plan(now: Instant, view: &View, policy: &Policy) -> Action {
         },
         (None, None) => return Action::Acquire,
     };
-    if due <= now {
-        Action::Acquire
-    } else {
+    if due > now {
         Action::WaitUntil(due)
+    } else if view.held.is_some_and(|h| h.renewable) {
+        Action::Renew
+    } else {
+        Action::Acquire
     }
 }
 

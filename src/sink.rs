@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use crate::config::Cluster;
+use crate::config::{Cluster, Format};
 use crate::output::{render, Published};
 
 /// Temp files start with this, so a sweep removes only ours.
@@ -39,8 +39,22 @@ pub struct OutputError {
 /// fails (an unsafe directory, a full disk) is reported and the others are still written.
 /// The json output goes last, so a reader of it knows the others are already new.
 pub fn publish(cluster: &Cluster, published: &Published) -> Result<(), Vec<OutputError>> {
-    let mut outputs: Vec<_> = cluster.outputs.iter().collect();
-    outputs.sort_by_key(|o| o.format == crate::config::Format::Json);
+    publish_where(cluster, published, |_| true)
+}
+
+/// Rewrites only the json outputs: the token is the same, its metadata changed (a renewal
+/// moved the expiry, or refreshing has gone stale).
+pub fn publish_json(cluster: &Cluster, published: &Published) -> Result<(), Vec<OutputError>> {
+    publish_where(cluster, published, |f| f == Format::Json)
+}
+
+fn publish_where(
+    cluster: &Cluster,
+    published: &Published,
+    wanted: impl Fn(Format) -> bool,
+) -> Result<(), Vec<OutputError>> {
+    let mut outputs: Vec<_> = cluster.outputs.iter().filter(|o| wanted(o.format)).collect();
+    outputs.sort_by_key(|o| o.format == Format::Json);
     let mut errors = Vec::new();
     for o in outputs {
         let bytes = render(o.format, published, &o.env_var);
@@ -52,6 +66,26 @@ pub fn publish(cluster: &Cluster, published: &Published) -> Result<(), Vec<Outpu
     }
     if errors.is_empty() {
         Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+/// Removes the raw, header, env and shell outputs (`remove_expired`): an expired token in
+/// them only turns a clear "no token" into a confusing 401 downstream. The json output stays,
+/// saying what expired and why.
+pub fn remove_token_files(cluster: &Cluster) -> Result<usize, Vec<OutputError>> {
+    let mut removed = 0;
+    let mut errors = Vec::new();
+    for o in cluster.outputs.iter().filter(|o| o.format != Format::Json) {
+        match fs::remove_file(&o.path) {
+            Ok(()) => removed += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => errors.push(OutputError { path: o.path.clone(), error: e.to_string() }),
+        }
+    }
+    if errors.is_empty() {
+        Ok(removed)
     } else {
         Err(errors)
     }

@@ -110,6 +110,7 @@ fn defaults_apply_and_clusters_override() {
     );
     let c = parse(&text.replace("lifespan = \"PT30M\"", "")).unwrap();
     assert_eq!(c.clusters[0].lifespan.as_deref(), Some("PT3600S"), "humantime converted to ISO-8601");
+    assert_eq!(c.clusters[0].requested_lifespan().as_deref(), Some("PT3600S"));
 }
 
 #[test]
@@ -225,4 +226,51 @@ fn resolved_config_prints_file_names_not_secrets() {
     // The printed form is itself valid config (apart from the defaults we spell out).
     let again = Config::from_toml(&shown, "printed", &env()).unwrap();
     assert_eq!(again.clusters, c.clusters);
+}
+
+#[test]
+fn iso_durations_as_java_parses_them() {
+    let check = |text: &str, want: Option<f64>| {
+        assert_eq!(iso_duration(text).map(|d| d.as_secs_f64()), want, "{text}");
+    };
+    check("PT1H", Some(3600.0));
+    check("P1DT0H0M", Some(86_400.0));
+    check("PT1H30M", Some(5400.0));
+    check("PT0.5S", Some(0.5));
+    check("pt90s", Some(90.0));
+    check("P2D", Some(172_800.0));
+    check("PT", None);
+    check("P", None);
+    check("PT1M1H", None);
+    check("PT1.5H", None);
+    check("P1W", None);
+    check("PTsoon", None);
+}
+
+#[test]
+fn lifecycle_keys_and_min_valid_raise_the_lifespan() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.clusters[0].lifecycle, Lifecycle::default());
+    assert_eq!(c.clusters[0].requested_lifespan(), None);
+    let text = format!(
+        "[defaults]\nconsumers_validate = \"gateway\"\nrevoke_superseded_after = \"30s\"\nrevoke_on_exit = true\n\
+         remove_expired = true\nmin_valid = \"2h\"\nlifespan = \"PT1H\"\n{MINIMAL}"
+    );
+    let c = parse(&text).unwrap();
+    let cl = &c.clusters[0];
+    assert_eq!(
+        cl.lifecycle,
+        Lifecycle {
+            consumers_validate: Validation::Gateway,
+            revoke_superseded_after: Duration::from_secs(30),
+            revoke_on_exit: true,
+            min_valid: Some(Duration::from_secs(7200)),
+            remove_expired: true,
+        }
+    );
+    // 2 h + the 60 s margin is more than the configured 1 h.
+    assert_eq!(cl.requested_lifespan().as_deref(), Some("PT7260S"));
+    let c = parse(&text.replace("PT1H", "P1D")).unwrap();
+    assert_eq!(c.clusters[0].requested_lifespan().as_deref(), Some("P1D"));
+    check_err(&format!("[defaults]\nconsumers_validate = \"both\"\n{MINIMAL}"), "unknown variant `both`");
 }

@@ -11,13 +11,13 @@ use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 use anyhow::Context as _;
-use reqwest::header::{ACCEPT, AUTHORIZATION, COOKIE, DATE, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, DATE, LOCATION, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use super::error::snippet;
 use super::{epoch_ms, wire, Expiry, KnoxError, Token};
-use crate::config::{Auth, Cluster, Transport};
+use crate::config::{Auth, Cluster, Transport, Validation};
 use crate::secret::Secret;
 
 /// Knox answers in well under a second; connecting should not take longer than this even
@@ -84,25 +84,11 @@ impl KnoxClient {
     #[tracing::instrument(skip_all, fields(cluster = %cluster.name))]
     pub async fn acquire(&self, cluster: &Cluster) -> Result<Token, KnoxError> {
         let mut url = cluster.token_url.clone();
-        if let Some(lifespan) = &cluster.lifespan {
-            url.query_pairs_mut().append_pair("lifespan", lifespan);
+        if let Some(lifespan) = cluster.requested_lifespan() {
+            url.query_pairs_mut().append_pair("lifespan", &lifespan);
         }
         let shown = display_url(&url);
-        let request = self.http.get(url).header(ACCEPT, "application/json");
-        let request = match &cluster.auth {
-            Auth::Basic { user, password_file } => {
-                let password = read_secret(password_file, "password_file", SecretKind::Password)?;
-                request.basic_auth(user, Some(password.expose()))
-            }
-            Auth::Cookie { cookie_file, cookie_name } => {
-                let value = read_secret(cookie_file, "cookie_file", SecretKind::Token)?;
-                request.header(COOKIE, format!("{cookie_name}={}", value.expose()))
-            }
-            Auth::Bearer { token_file } => {
-                let value = read_secret(token_file, "token_file", SecretKind::Token)?;
-                request.header(AUTHORIZATION, format!("Bearer {}", value.expose()))
-            }
-        };
+        let request = with_auth(self.http.get(url).header(ACCEPT, "application/json"), &cluster.auth)?;
         let started = Instant::now();
         let response = request.send().await.map_err(|e| self.transport_error(&shown, &e))?;
         let received = Instant::now();
@@ -127,6 +113,84 @@ impl KnoxClient {
         })
     }
 
+    /// Sends `body` to the `op` endpoint, trying the API flavours from `flavor` on (404 →
+    /// v1 with PUT/DELETE, 405 → v1 with POST, knox-api.md §1.2) and leaving in `flavor` the
+    /// one that answered. Returns Knox's status and body for any answer that is Knox's own
+    /// (2xx, 400, 403, 404 from the final flavour...); redirects, 401, 5xx and network
+    /// failures are errors.
+    pub async fn token_op(
+        &self,
+        cluster: &Cluster,
+        op: Op,
+        body: &Secret,
+        flavor: &mut Flavor,
+    ) -> Result<(StatusCode, String), KnoxError> {
+        loop {
+            let url = api_url(&cluster.token_url, *flavor == Flavor::V2, op.path());
+            let shown = display_url(&url);
+            let request = self
+                .http
+                .request(op.method(*flavor), url)
+                .header(ACCEPT, "application/json")
+                .header(CONTENT_TYPE, "text/plain")
+                // Required on non-GET requests by topologies with CSRF protection (§1.4).
+                .header("X-XSRF-Header", "true")
+                .body(body.expose().to_owned());
+            let response = with_auth(request, &cluster.auth)?
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&shown, &e))?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let text = response.text().await.map_err(|e| self.transport_error(&shown, &e))?;
+            tracing::debug!(cluster = %cluster.name, url = %shown, op = op.path(), status = status.as_u16(), "knox answered");
+            let next = match (status, *flavor) {
+                (StatusCode::NOT_FOUND, Flavor::V2) => Some(Flavor::V1Put),
+                (StatusCode::METHOD_NOT_ALLOWED, Flavor::V2 | Flavor::V1Put)
+                    if op.method(Flavor::V1Post) != op.method(*flavor) =>
+                {
+                    Some(Flavor::V1Post)
+                }
+                _ => None,
+            };
+            if let Some(next) = next {
+                *flavor = next;
+                continue;
+            }
+            if status.is_redirection()
+                || status == StatusCode::UNAUTHORIZED
+                || status.is_server_error()
+                || status == StatusCode::TOO_MANY_REQUESTS
+            {
+                check_status(&shown, status, &headers, &text)?;
+            }
+            return Ok((status, text));
+        }
+    }
+
+    /// `GET .../token/getUserTokens?userName=<user>` (knox-api.md §4.3): Knox's status and body.
+    pub async fn user_tokens(
+        &self,
+        cluster: &Cluster,
+        user: &str,
+    ) -> Result<(StatusCode, String), KnoxError> {
+        let mut url = api_url(&cluster.token_url, false, "getUserTokens");
+        url.query_pairs_mut().append_pair("userName", user);
+        let shown = display_url(&url);
+        let request = with_auth(self.http.get(url).header(ACCEPT, "application/json"), &cluster.auth)?;
+        let response = request.send().await.map_err(|e| self.transport_error(&shown, &e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(|e| self.transport_error(&shown, &e))?;
+        if status.is_redirection()
+            || status == StatusCode::UNAUTHORIZED
+            || status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE
+        {
+            check_status(&shown, status, &headers, &text)?;
+        }
+        Ok((status, text))
+    }
+
     fn transport_error(&self, url: &str, e: &reqwest::Error) -> KnoxError {
         if e.is_timeout() {
             return KnoxError::Timeout { url: url.to_owned(), after: self.transport.timeout };
@@ -144,6 +208,87 @@ impl KnoxClient {
         }
         KnoxError::Transport { url: url.to_owned(), detail }
     }
+}
+
+/// Adds the cluster's credentials (read from their files now, so rotations are picked up).
+fn with_auth(request: reqwest::RequestBuilder, auth: &Auth) -> Result<reqwest::RequestBuilder, KnoxError> {
+    Ok(match auth {
+        Auth::Basic { user, password_file } => {
+            let password = read_secret(password_file, "password_file", SecretKind::Password)?;
+            request.basic_auth(user, Some(password.expose()))
+        }
+        Auth::Cookie { cookie_file, cookie_name } => {
+            let value = read_secret(cookie_file, "cookie_file", SecretKind::Token)?;
+            request.header(COOKIE, format!("{cookie_name}={}", value.expose()))
+        }
+        Auth::Bearer { token_file } => {
+            let value = read_secret(token_file, "token_file", SecretKind::Token)?;
+            request.header(AUTHORIZATION, format!("Bearer {}", value.expose()))
+        }
+    })
+}
+
+/// Which KNOXTOKEN API and verbs a gateway takes for renew and revoke (knox-api.md §1.2).
+/// Learned per cluster: start with v2, fall back on 404 and 405, remember what worked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Flavor {
+    /// Knox ≥ 2.1: `PUT v2/token/renew`, `DELETE v2/token/revoke`.
+    #[default]
+    V2,
+    /// Knox 1.6 to 2.0: v1 with `PUT`/`DELETE` (v2 answers 404).
+    V1Put,
+    /// Knox 1.4/1.5, or ≥ 2.1's deprecated v1: `POST` (the others answer 405).
+    V1Post,
+}
+
+/// The token operations that take a body and change state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    /// `/token/renew`, body the full JWT.
+    Renew,
+    /// `/token/revoke`, body a token id or the full JWT.
+    Revoke,
+    /// `/token/enable`, body a token id (`PUT` in every version).
+    Enable,
+    /// `/token/disable`, body a token id (`PUT` in every version).
+    Disable,
+}
+
+impl Op {
+    fn path(self) -> &'static str {
+        match self {
+            Op::Renew => "renew",
+            Op::Revoke => "revoke",
+            Op::Enable => "enable",
+            Op::Disable => "disable",
+        }
+    }
+
+    fn method(self, flavor: Flavor) -> reqwest::Method {
+        use reqwest::Method;
+        match (self, flavor) {
+            (Op::Enable | Op::Disable, _) => Method::PUT,
+            (_, Flavor::V1Post) => Method::POST,
+            (Op::Renew, _) => Method::PUT,
+            (Op::Revoke, _) => Method::DELETE,
+        }
+    }
+}
+
+/// The URL of `.../knoxtoken/api/<v1|v2>/token/<tail>` for the gateway of `token_url`. A
+/// `token_url` that does not end in `/api/v1/token` or `/api/v2/token` is used as the base
+/// as it is.
+pub fn api_url(token_url: &Url, v2: bool, tail: &str) -> Url {
+    let mut url = token_url.clone();
+    url.set_query(None);
+    let path = url.path().trim_end_matches('/').to_owned();
+    let base = ["/api/v1/token", "/api/v2/token"]
+        .iter()
+        .find_map(|suffix| path.strip_suffix(suffix))
+        .map(|prefix| format!("{prefix}/api/{}/token", if v2 { "v2" } else { "v1" }))
+        .unwrap_or(path);
+    url.set_path(&format!("{base}/{tail}"));
+    url
 }
 
 /// Reads the extra CA certificates of `ca_file`; fails if there is none.
@@ -266,11 +411,12 @@ pub(crate) fn parse_token(
         acquired_at,
         received,
         knox_now_ms,
+        clock_offset_ms: knox_now_ms - epoch_ms(acquired_at),
     };
-    if token.lifetime() == Some(std::time::Duration::ZERO) {
+    if token.lifetime(Validation::Jwt) == Some(std::time::Duration::ZERO) {
         return Err(format!(
             "the token is already expired (expires {} ms before Knox's clock)",
-            knox_now_ms - token.expiry_ms().unwrap_or(knox_now_ms)
+            knox_now_ms - token.expiry_ms(Validation::Jwt).unwrap_or(knox_now_ms)
         ));
     }
     Ok(token)
@@ -351,5 +497,28 @@ mod tests {
         // No or bad header: ours.
         assert_eq!(knox_clock(None, local), epoch_ms(local));
         assert_eq!(knox_clock(Some("yesterday"), local), epoch_ms(local));
+    }
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn api_urls_follow_the_token_url() {
+        let check = |token_url: &str, v2: bool, tail: &str, want: &str| {
+            let u = Url::parse(token_url).unwrap();
+            assert_eq!(api_url(&u, v2, tail).as_str(), want, "{token_url} v2={v2} {tail}");
+        };
+        let v1 = "https://h:8443/gateway/sandbox/knoxtoken/api/v1/token";
+        check(v1, true, "renew", "https://h:8443/gateway/sandbox/knoxtoken/api/v2/token/renew");
+        check(v1, false, "revoke", "https://h:8443/gateway/sandbox/knoxtoken/api/v1/token/revoke");
+        check(
+            "https://h/gateway/authtkn/knoxtoken/api/v2/token/?lifespan=PT1H",
+            false,
+            "getUserTokens",
+            "https://h/gateway/authtkn/knoxtoken/api/v1/token/getUserTokens",
+        );
+        check("https://h/custom/token", true, "renew", "https://h/custom/token/renew");
     }
 }

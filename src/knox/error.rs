@@ -110,6 +110,16 @@ impl KnoxError {
         matches!(self, KnoxError::Transport { .. } | KnoxError::Timeout { .. } | KnoxError::Server { .. })
     }
 
+    /// How soon trying again can help.
+    pub fn class(&self) -> crate::scheduler::ErrorClass {
+        use crate::scheduler::ErrorClass;
+        match self {
+            _ if self.is_transient() => ErrorClass::Transient,
+            KnoxError::TokenLimitExceeded { .. } => ErrorClass::Quota,
+            _ => ErrorClass::Rejected,
+        }
+    }
+
     /// The HTTP status, if there was an answer.
     pub fn status(&self) -> Option<u16> {
         match self {

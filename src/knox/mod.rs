@@ -3,15 +3,17 @@
 //!
 //! The reference for everything here is `shared/knox-api.md`; comments cite its sections.
 
+pub mod answer;
 pub mod client;
 pub mod error;
 pub mod wire;
 
 use std::time::{Duration, Instant, SystemTime};
 
-pub use client::{Clients, KnoxClient};
+pub use client::{Clients, Flavor, KnoxClient, Op};
 pub use error::KnoxError;
 
+use crate::config::Validation;
 use crate::secret::Secret;
 
 /// An issued token and what we know about it. Not serde: it crosses no boundary as a whole.
@@ -37,8 +39,11 @@ pub struct Token {
     pub acquired_at: SystemTime,
     /// The monotonic instant the answer arrived; schedules are relative to it.
     pub received: Instant,
-    /// Knox's clock when the answer arrived, epoch ms, estimated from its `Date` header.
+    /// Knox's clock when the answer arrived (or the last renewal), epoch ms, estimated from
+    /// its `Date` header.
     pub knox_now_ms: i64,
+    /// Knox's clock minus ours, in ms, as estimated at acquisition.
+    pub clock_offset_ms: i64,
 }
 
 /// When a token stops working, on Knox's clock.
@@ -51,40 +56,51 @@ pub enum Expiry {
 }
 
 impl Token {
-    /// The effective expiry in epoch ms on Knox's clock: the earlier of `expires_in` and the
-    /// JWT's `exp` (a consumer that checks the JWT itself stops accepting it then).
-    pub fn expiry_ms(&self) -> Option<i64> {
-        let server = match self.expires_in {
+    /// The server-side expiry in epoch ms on Knox's clock (`expires_in`, moved by renewal),
+    /// or `None` if it never expires.
+    pub fn server_expiry_ms(&self) -> Option<i64> {
+        match self.expires_in {
             Expiry::Never => None,
             Expiry::At(ms) => Some(ms),
-        };
-        let jwt = self.jwt_exp.map(|s| s.saturating_mul(1000));
-        match (server, jwt) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
         }
     }
 
-    /// The lifetime left when the token arrived, measured on Knox's clock; `None` if it
-    /// never expires. Zero if it arrived already expired.
-    pub fn lifetime(&self) -> Option<Duration> {
-        let ms = self.expiry_ms()?.saturating_sub(self.knox_now_ms);
+    /// The expiry that matters to consumers, in epoch ms on Knox's clock. When they check the
+    /// JWT themselves it is the earlier of `expires_in` and `exp` (renewal never moves `exp`,
+    /// knox-api.md §3.2); through the gateway it is the server-side expiry.
+    pub fn expiry_ms(&self, v: Validation) -> Option<i64> {
+        let server = self.server_expiry_ms();
+        let jwt = self.jwt_exp.map(|s| s.saturating_mul(1000));
+        match (v, server, jwt) {
+            (Validation::Jwt, Some(a), Some(b)) => Some(a.min(b)),
+            (Validation::Gateway, Some(a), _) => Some(a),
+            (_, a, b) => a.or(b),
+        }
+    }
+
+    /// The lifetime left when the token arrived (or was last renewed), measured on Knox's
+    /// clock; `None` if it never expires. Zero if it arrived already expired.
+    pub fn lifetime(&self, v: Validation) -> Option<Duration> {
+        let ms = self.expiry_ms(v)?.saturating_sub(self.knox_now_ms);
         Some(Duration::from_millis(ms.max(0) as u64))
     }
 
     /// The monotonic instant it expires, if it does.
-    pub fn expires_at(&self) -> Option<Instant> {
-        self.lifetime().map(|l| self.received + l)
+    pub fn expires_at(&self, v: Validation) -> Option<Instant> {
+        self.lifetime(v).map(|l| self.received + l)
+    }
+
+    /// Records a renewal: the server-side expiry is now `expires_ms`, as of `received`
+    /// (Knox's clock estimated with the offset measured at acquisition).
+    pub fn renewed(&mut self, expires_ms: i64, received: Instant, at: SystemTime) {
+        self.expires_in = Expiry::At(expires_ms);
+        self.received = received;
+        self.knox_now_ms = epoch_ms(at) + self.clock_offset_ms;
     }
 
     /// The token id for log lines, or `-` when Knox sent none.
     pub fn id(&self) -> &str {
         self.token_id.as_deref().unwrap_or("-")
-    }
-
-    /// Knox's clock minus ours, in ms, as estimated at acquisition.
-    pub fn clock_offset_ms(&self) -> i64 {
-        self.knox_now_ms - epoch_ms(self.acquired_at)
     }
 }
 

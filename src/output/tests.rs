@@ -19,6 +19,8 @@ fn published() -> Published {
         cluster: "vc-prod".into(),
         generation: 7,
         acquired_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        stale: false,
+        last_error: None,
     }
 }
 
@@ -89,4 +91,21 @@ fn wrapped_formats_read_back_the_jwt_and_its_claims() {
     }
     assert!(parse_wrapped(Format::Header, "garbage", "CDE_TOKEN", "c").is_err());
     assert!(parse_wrapped(Format::Raw, "not-a-jwt", "CDE_TOKEN", "c").is_err());
+}
+
+#[test]
+fn json_says_stale_with_the_last_error_only_when_stale() {
+    let mut p = published();
+    p.stale = true;
+    p.last_error = Some("https://knox/t answered 503: \"down\"".into());
+    let text = String::from_utf8(render(Format::Json, &p, "X")).unwrap();
+    assert!(
+        text.ends_with(",\"stale\":true,\"last_error\":\"https://knox/t answered 503: \\\"down\\\"\"}\n"),
+        "{text}"
+    );
+    let back = parse_json(&text, "c").unwrap();
+    assert!(back.stale);
+    assert_eq!(back.last_error, p.last_error);
+    let fresh = String::from_utf8(render(Format::Json, &published(), "X")).unwrap();
+    assert!(!fresh.contains("stale"));
 }

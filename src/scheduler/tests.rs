@@ -10,7 +10,7 @@ fn policy(fraction: f64, min_remaining_s: u64, jitter: f64) -> Policy {
 }
 
 fn held(t0: Instant, lifetime: Option<Duration>, jitter_sample: f64) -> Held {
-    Held { issued: t0, expires: lifetime.map(|l| t0 + l), jitter_sample }
+    Held { issued: t0, expires: lifetime.map(|l| t0 + l), jitter_sample, renewable: false }
 }
 
 /// `check(view, now offset, policy, expected offset or Acquire/Idle)`, all offsets from t0.
@@ -19,6 +19,7 @@ fn check(view: impl Fn(Instant) -> View, now: Duration, policy: Policy, expected
     let got = plan(t0 + now, &view(t0), &policy);
     let want = match expected {
         Expect::Acquire => Action::Acquire,
+        Expect::Renew => Action::Renew,
         Expect::Idle => Action::Idle,
         Expect::At(d) => Action::WaitUntil(t0 + d),
     };
@@ -28,6 +29,7 @@ fn check(view: impl Fn(Instant) -> View, now: Duration, policy: Policy, expected
 #[derive(Debug)]
 enum Expect {
     Acquire,
+    Renew,
     Idle,
     At(Duration),
 }
@@ -74,7 +76,8 @@ fn plan_table() {
 #[test]
 fn plan_backoff_table() {
     let p = policy(0.8, 60, 0.0);
-    let fail = |t: Instant, count, sample| Some(Failures { count, last: t, sample });
+    let fail =
+        |t: Instant, count, sample| Some(Failures { count, last: t, sample, class: ErrorClass::Transient });
     // First failure, nothing held: retry after at most ~1 s (full jitter).
     check(
         |t| View { held: None, failures: fail(t, 1, 0.999) },
@@ -97,7 +100,12 @@ fn plan_backoff_table() {
     check(
         |t| View {
             held: Some(held(t, Some(S * 3600), 0.0)),
-            failures: Some(Failures { count: 20, last: t + S * 3400, sample: 0.999 }),
+            failures: Some(Failures {
+                count: 20,
+                last: t + S * 3400,
+                sample: 0.999,
+                class: ErrorClass::Transient,
+            }),
         },
         S * 3400,
         p,
@@ -107,7 +115,12 @@ fn plan_backoff_table() {
     check(
         |t| View {
             held: Some(held(t, Some(S * 3600), 0.0)),
-            failures: Some(Failures { count: 20, last: t + S * 3550, sample: 0.999 }),
+            failures: Some(Failures {
+                count: 20,
+                last: t + S * 3550,
+                sample: 0.999,
+                class: ErrorClass::Transient,
+            }),
         },
         S * 3550,
         p,
@@ -137,14 +150,45 @@ fn a_policy_with_jitter_as_large_as_the_fraction_still_keeps_tokens_a_while() {
 }
 
 #[test]
+fn renewable_tokens_are_renewed_when_due() {
+    let p = policy(0.8, 60, 0.0);
+    let renewable = |t: Instant| {
+        let mut h = held(t, Some(S * 3600), 0.0);
+        h.renewable = true;
+        h
+    };
+    check(|t| View { held: Some(renewable(t)), failures: None }, S * 2880, p, Expect::Renew);
+    check(|t| View { held: Some(renewable(t)), failures: None }, S, p, Expect::At(S * 2880));
+    // A failed renewal is retried as a renewal.
+    let failed = |t: Instant| {
+        Some(Failures { count: 1, last: t + S * 2880, sample: 0.5, class: ErrorClass::Transient })
+    };
+    check(|t| View { held: Some(renewable(t)), failures: failed(t) }, S * 2881, p, Expect::Renew);
+}
+
+#[test]
+fn slower_classes_back_off_longer() {
+    for count in 1..20 {
+        for sample in [0.0, 0.3, 0.999] {
+            let t = backoff(count, sample, ErrorClass::Transient);
+            let r = backoff(count, sample, ErrorClass::Rejected);
+            let q = backoff(count, sample, ErrorClass::Quota);
+            assert!(t <= r && r <= q, "count {count} sample {sample}: {t:?} {r:?} {q:?}");
+        }
+    }
+    assert!(backoff(1, 0.0, ErrorClass::Quota) >= S * 60, "the token limit backs off in minutes");
+    assert_eq!(backoff(1, 0.999_999_9, ErrorClass::Rejected).as_secs(), 14);
+}
+
+#[test]
 fn backoff_doubles_and_caps() {
-    assert_eq!(backoff(1, 1.0), S);
-    assert_eq!(backoff(2, 1.0), S * 2);
-    assert_eq!(backoff(3, 1.0), S * 4);
-    assert_eq!(backoff(9, 1.0), S * 256);
-    assert_eq!(backoff(10, 1.0), BACKOFF_CAP);
-    assert_eq!(backoff(u32::MAX, 1.0), BACKOFF_CAP);
-    assert_eq!(backoff(1, 0.0), MIN_RETRY);
+    assert_eq!(backoff(1, 1.0, ErrorClass::Transient), S);
+    assert_eq!(backoff(2, 1.0, ErrorClass::Transient), S * 2);
+    assert_eq!(backoff(3, 1.0, ErrorClass::Transient), S * 4);
+    assert_eq!(backoff(9, 1.0, ErrorClass::Transient), S * 256);
+    assert_eq!(backoff(10, 1.0, ErrorClass::Transient), BACKOFF_CAP);
+    assert_eq!(backoff(u32::MAX, 1.0, ErrorClass::Transient), BACKOFF_CAP);
+    assert_eq!(backoff(1, 0.0, ErrorClass::Transient), MIN_RETRY);
 }
 
 fn arb_policy() -> impl Strategy<Value = Policy> {
@@ -196,13 +240,13 @@ let floor = lifetime
     #[test]
     fn backoff_is_bounded(count in 1u32..=1000, sample in 0.0f64..1.0, policy in arb_policy(),
                           lifetime_s in 1u64..=86_400, fail_at_s in 0u64..=90_000) {
-        let d = backoff(count, sample);
+        let d = backoff(count, sample, ErrorClass::Transient);
         prop_assert!(d >= MIN_RETRY && d <= BACKOFF_CAP);
         let t0 = Instant::now();
         let last = t0 + Duration::from_secs(fail_at_s);
         let view = View {
             held: Some(held(t0, Some(Duration::from_secs(lifetime_s)), 0.0)),
-            failures: Some(Failures { count, last, sample }),
+            failures: Some(Failures { count, last, sample, class: ErrorClass::Transient }),
         };
         match plan(last, &view, &policy) {
             Action::WaitUntil(t) => {
