@@ -273,7 +273,7 @@ pub fn status(config_path: &Path) -> anyhow::Result<bool> {
             Err(e) => ("-".into(), "-".into(), "-".into(), format!("unreadable: {e:#}")),
             Ok(Some(p)) => {
                 let id = p.token_id.clone().unwrap_or_else(|| "-".into());
-                match (p.expires_at_ms, p.remaining_ms(now)) {
+                let (expires, left, state) = match (p.expires_at_ms, p.remaining_ms(now)) {
                     (Some(at), Some(ms)) => {
                         let state = if ms <= 0 {
                             "expired"
@@ -283,15 +283,19 @@ pub fn status(config_path: &Path) -> anyhow::Result<bool> {
                             "fresh"
                         };
                         let left = if ms > 0 { human(Duration::from_millis(ms as u64)) } else { "0s".into() };
-                        (id, rfc3339(crate::knox::from_epoch_ms(at)), left, state.to_owned())
+                        (rfc3339(crate::knox::from_epoch_ms(at)), left, state.to_owned())
                     }
-                    _ => (id, "never".into(), "-".into(), "fresh".to_owned()),
-                }
+                    _ => ("never".into(), "-".into(), "fresh".to_owned()),
+                };
+                // A stale token still works, but will not be replaced in time.
+                let state = match (p.stale, &state[..]) {
+                    (true, "fresh" | "expiring") => {
+                        format!("stale: {}", p.last_error.as_deref().unwrap_or("refreshing keeps failing"))
+                    }
+                    _ => state,
+                };
+                (id, expires, left, state)
             }
-        };
-        let state = match (&state[..], p_stale(c)) {
-            ("fresh" | "expiring", Some(why)) => format!("stale: {why}"),
-            _ => state,
         };
         all_fresh &= state == "fresh";
         writeln!(out, "{:<20} {:<38} {:<22} {:>8}  {state}", c.name, id, expires, left)?;
@@ -299,34 +303,11 @@ pub fn status(config_path: &Path) -> anyhow::Result<bool> {
     Ok(all_fresh)
 }
 
-/// The last error, if the cluster's json says refreshing has gone stale.
-fn p_stale(c: &Cluster) -> Option<String> {
-    let p = output::read_published(c).ok().flatten()?;
-    p.stale.then(|| p.last_error.unwrap_or_else(|| "refreshing keeps failing".into()))
-}
-
 /// `token-keeper token`: writes the published token in `format` to stdout, byte for byte
 /// what an output file of that format holds.
 pub fn token(config_path: &Path, cluster: Option<&str>, format: Format) -> anyhow::Result<()> {
     let config = config::load(config_path, &Env::from_process())?;
-    let c = match config.cluster(cluster) {
-        Some(c) => c,
-        None => {
-            let names: Vec<_> = config.clusters.iter().map(|c| c.name.as_str()).collect();
-            match cluster {
-                Some(n) => bail!(
-                    "no cluster named {n:?} in {} (clusters: {})",
-                    config_path.display(),
-                    names.join(", ")
-                ),
-                None => bail!(
-                    "{} has several clusters and none is marked default = true: pass --cluster (one of {})",
-                    config_path.display(),
-                    names.join(", ")
-                ),
-            }
-        }
-    };
+    let c = pick_cluster(&config, config_path, cluster)?;
     let p = output::read_published(c)?.with_context(|| {
         format!("no token is published for cluster {:?} yet (is token-keeper running?)", c.name)
     })?;
@@ -337,6 +318,22 @@ pub fn token(config_path: &Path, cluster: Option<&str>, format: Format) -> anyho
     out.write_all(&output::render(format, &p, c.env_var()))?;
     out.flush()?;
     Ok(())
+}
+
+/// The cluster named `name`, or the default one, with a message listing the choices.
+pub fn pick_cluster<'a>(config: &'a Config, path: &Path, name: Option<&str>) -> anyhow::Result<&'a Cluster> {
+    if let Some(c) = config.cluster(name) {
+        return Ok(c);
+    }
+    let names: Vec<_> = config.clusters.iter().map(|c| c.name.as_str()).collect();
+    match name {
+        Some(n) => bail!("no cluster named {n:?} in {} (clusters: {})", path.display(), names.join(", ")),
+        None => bail!(
+            "{} has several clusters and none is marked default = true: pass --cluster (one of {})",
+            path.display(),
+            names.join(", ")
+        ),
+    }
 }
 
 /// `token-keeper check-config`: validates and prints the resolved config.
@@ -414,6 +411,7 @@ fn demo_config(dir: &Path, url: &str, user: &str, password_file: &Path) -> Strin
 [defaults]
 refresh_fraction = 0.5   # rotate at half-life so the demo shows rotations quickly
 min_remaining = "5s"
+revoke_superseded_after = "15s"   # stay under Knox's per-user limit of 10 tokens
 
 [[cluster]]
 name = "demo"

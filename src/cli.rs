@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::config::{Format, CONFIG_ENV};
+use crate::sim::{KnoxVersion, LimitAction};
 
 /// Keeps Apache Knox (KNOXTOKEN) tokens fresh and publishes them as files.
 #[derive(Debug, Parser)]
@@ -53,6 +54,15 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "raw")]
         format: Format,
     },
+    /// Knox's token management API for a cluster: list, revoke, enable, disable.
+    ///
+    /// Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 unknown token, 4 not
+    /// authorized, 5 already in that state, 6 token management not configured, 7 other refusal.
+    Tokens {
+        /// What to do.
+        #[command(subcommand)]
+        action: TokensAction,
+    },
     /// Run a Knox KNOXTOKEN simulator (dev only, like `vault server -dev`).
     Sim {
         /// Address to listen on.
@@ -76,6 +86,33 @@ pub enum Command {
         /// Skew the simulator's clock, e.g. "2h" or "-90s".
         #[arg(long, allow_hyphen_values = true, value_parser = parse_offset, default_value = "0s")]
         clock_offset: i64,
+        /// Users allowed to renew (knox.token.renewer.whitelist; repeatable). Empty: nobody.
+        #[arg(long = "renewer", value_name = "USER")]
+        renewers: Vec<String>,
+        /// knox.token.exp.renew-interval: a renewal extends to now plus this.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        renew_interval: Duration,
+        /// knox.token.exp.max-lifetime, from issue [default: 7d]
+        #[arg(long, value_parser = parse_duration, conflicts_with = "unbounded_max_lifetime")]
+        max_lifetime: Option<Duration>,
+        /// knox.token.exp.max-lifetime = -1 (Knox 2.1+).
+        #[arg(long)]
+        unbounded_max_lifetime: bool,
+        /// knox.token.limit.per.user [default: 10]
+        #[arg(long, conflicts_with = "no_token_limit")]
+        token_limit: Option<usize>,
+        /// knox.token.limit.per.user = -1.
+        #[arg(long)]
+        no_token_limit: bool,
+        /// knox.token.user.limit.exceeded.action: RETURN_ERROR or REMOVE_OLDEST.
+        #[arg(long, default_value = "RETURN_ERROR")]
+        limit_action: LimitAction,
+        /// gateway.knox.token.eviction.grace.period: expired tokens count this long.
+        #[arg(long, default_value = "24h", value_parser = parse_duration)]
+        eviction_grace: Duration,
+        /// The Knox release to answer as: 1.5 (1.4-1.5), 2.0 (1.6-2.0) or 2.1 (2.1+).
+        #[arg(long, default_value = "2.1")]
+        knox_version: KnoxVersion,
     },
     /// Start the simulator and the keeper together, publishing into ./token-keeper-demo/.
     Demo {
@@ -114,4 +151,46 @@ mod tests {
         assert_eq!(parse_offset("-90s"), Ok(-90_000));
         assert!(parse_offset("soon").is_err());
     }
+}
+
+/// `tokens` sub-verbs. The token id comes last, after the options.
+#[derive(Debug, Subcommand)]
+pub enum TokensAction {
+    /// List the user's tokens (getUserTokens): id, issued, expires, max lifetime, enabled,
+    /// last used.
+    List {
+        /// The cluster [default: the one marked default, or the only one]
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Print Knox's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Whose tokens [default: the cluster's user, or the published token's subject]
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke a token.
+    Revoke {
+        /// The cluster [default: the one marked default, or the only one]
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The token id (knox.id).
+        token_id: String,
+    },
+    /// Enable a disabled token.
+    Enable {
+        /// The cluster [default: the one marked default, or the only one]
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The token id (knox.id).
+        token_id: String,
+    },
+    /// Disable a token.
+    Disable {
+        /// The cluster [default: the one marked default, or the only one]
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The token id (knox.id).
+        token_id: String,
+    },
 }

@@ -113,9 +113,11 @@ impl Slot {
     }
 
     /// Whether a token is renewed rather than replaced: managed, expiring, consumers going
-    /// through the gateway, and renewal not refused (knox-api.md §9.2).
+    /// through the gateway, and renewal not refused (knox-api.md §9.2). Knox before 1.6 does
+    /// not say whether a token is managed (no `token_id` either), so renewal is tried once;
+    /// an unmanaged token's echo stops it.
     fn renewable(&self, token: &Token) -> bool {
-        token.managed
+        (token.managed || token.legacy)
             && token.expires_in != Expiry::Never
             && self.validation() == Validation::Gateway
             && !self.renew_refused
@@ -482,7 +484,7 @@ impl Keeper {
             Ok(Attempted::Acquired(token)) => {
                 let held = slot.hold(&token);
                 log_published(slot, &token, generation, &held, "token published");
-                if token.token_id.is_none() && !slot.legacy_logged {
+                if token.legacy && !slot.legacy_logged {
                     slot.legacy_logged = true;
                     warn!(
                         cluster = %slot.cluster.name,
@@ -624,7 +626,7 @@ impl Keeper {
     fn supersede(&mut self, name: &str, old: Token) {
         let Some(slot) = self.slots.get(name) else { return };
         let is_new = slot.token.as_ref().is_some_and(|t| t.jwt == old.jwt);
-        let revocable = old.managed || old.token_id.is_none();
+        let revocable = old.managed || old.legacy;
         if is_new || !revocable || slot.revoke_refused {
             return;
         }
@@ -632,7 +634,8 @@ impl Keeper {
         let pending = PendingRevoke {
             cluster: name.to_owned(),
             slot_id: slot.id,
-            token_id: old.token_id.clone(),
+            // Knox before 1.6 revokes only by the full JWT.
+            token_id: if old.legacy { None } else { old.token_id.clone() },
             jwt: old.jwt,
             attempts: 0,
         };
@@ -707,12 +710,13 @@ impl Keeper {
     async fn revoke_on_exit(&mut self) {
         let mut work = Vec::new();
         for slot in self.slots.values().filter(|s| s.cluster.lifecycle.revoke_on_exit && !s.revoke_refused) {
-            if let Some(t) = slot.token.as_ref().filter(|t| t.managed || t.token_id.is_none()) {
+            if let Some(t) = slot.token.as_ref().filter(|t| t.managed || t.legacy) {
                 work.push((
                     slot.cluster.clone(),
                     slot.client.clone(),
                     slot.flavor,
-                    t.token_id.clone(),
+                    // Knox before 1.6 revokes only by the full JWT.
+                    if t.legacy { None } else { t.token_id.clone() },
                     t.jwt.clone(),
                 ));
             }

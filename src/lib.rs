@@ -2,6 +2,7 @@
 //! them atomically as files that scripts, Spark jobs and systemd services read.
 //!
 //! # Layout
+//! - [`admin`]: `tokens list|revoke|enable|disable`, Knox's token API from the command line.
 //! - [`app`]: wires the daemon (signals, reload, keeper) and implements each CLI verb.
 //! - [`cli`]: the command line.
 //! - [`config`]: `RawConfig` (serde) → validated `Config`.
@@ -18,6 +19,7 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

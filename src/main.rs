@@ -5,10 +5,10 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use token_keeper::app;
-use token_keeper::cli::{Cli, Command};
+use token_keeper::cli::{Cli, Command, TokensAction};
 use token_keeper::config::{self, ConfigError};
 use token_keeper::sim::SimOptions;
+use token_keeper::{admin, app};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -60,13 +60,42 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { cluster, format } => {
             app::token(&config_path(), cluster.as_deref(), format).map(|()| ExitCode::SUCCESS)
         }
-        Command::Sim { listen, ttl, never_expire, users, topology, unmanaged, clock_offset } => {
+        Command::Sim {
+            listen,
+            ttl,
+            never_expire,
+            users,
+            topology,
+            unmanaged,
+            clock_offset,
+            renewers,
+            renew_interval,
+            max_lifetime,
+            unbounded_max_lifetime,
+            token_limit,
+            no_token_limit,
+            limit_action,
+            eviction_grace,
+            knox_version,
+        } => {
+            let defaults = SimOptions::default();
             let mut options = SimOptions {
                 topology,
                 ttl: if never_expire { None } else { Some(ttl) },
                 managed: !unmanaged,
                 clock_offset,
-                ..SimOptions::default()
+                renewers,
+                renew_interval,
+                max_lifetime: if unbounded_max_lifetime {
+                    None
+                } else {
+                    max_lifetime.or(defaults.max_lifetime)
+                },
+                token_limit: if no_token_limit { None } else { token_limit.or(defaults.token_limit) },
+                limit_action,
+                eviction_grace,
+                version: knox_version,
+                ..defaults
             };
             if !users.is_empty() {
                 options.users = users
@@ -79,6 +108,15 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .map_err(|e| ConfigError::invalid("command line", format!("{e}")))?;
             }
             app::sim(app::SimArgs { listen, options }).await.map(|()| ExitCode::SUCCESS)
+        }
+        Command::Tokens { action } => {
+            let (cluster, action) = match action {
+                TokensAction::List { cluster, json, user } => (cluster, admin::Action::List { json, user }),
+                TokensAction::Revoke { cluster, token_id } => (cluster, admin::Action::Revoke(token_id)),
+                TokensAction::Enable { cluster, token_id } => (cluster, admin::Action::Enable(token_id)),
+                TokensAction::Disable { cluster, token_id } => (cluster, admin::Action::Disable(token_id)),
+            };
+            admin::run(&config_path(), cluster.as_deref(), action).await
         }
         Command::Demo { dir } => app::demo(&dir).await.map(|()| ExitCode::SUCCESS),
     }

@@ -393,6 +393,7 @@ pub(crate) fn parse_token(
         // Knox always sends it; without it the JWT's exp is all we have.
         None => jwt_exp.map_or(Expiry::Never, |s| Expiry::At(s.saturating_mul(1000))),
     };
+    let legacy = wire.token_id.is_none() && wire.managed.is_none();
     let managed = match wire.managed {
         Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
         Some(Value::Bool(b)) => b,
@@ -408,6 +409,7 @@ pub(crate) fn parse_token(
         subject: claims.sub,
         managed,
         target_url: wire.target_url,
+        legacy,
         acquired_at,
         received,
         knox_now_ms,

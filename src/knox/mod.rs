@@ -35,6 +35,10 @@ pub struct Token {
     pub managed: bool,
     /// `target_url`, if the topology sets one.
     pub target_url: Option<String>,
+    /// The answer had neither `token_id` nor `managed`: Knox before 1.6, which has no error
+    /// codes, renews and revokes only for whitelisted callers, and revokes only by the full JWT
+    /// (knox-api.md §1.2, §2.1, §4.1).
+    pub legacy: bool,
     /// This host's wall clock when the answer arrived.
     pub acquired_at: SystemTime,
     /// The monotonic instant the answer arrived; schedules are relative to it.

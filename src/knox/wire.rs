@@ -39,3 +39,40 @@ pub struct Claims {
     #[serde(rename = "knox.id")]
     pub knox_id: Option<String>,
 }
+
+/// `getUserTokens` (knox-api.md §4.3): `{"tokens":[...]}`, sorted by issue time.
+#[derive(Debug, Deserialize)]
+pub struct UserTokens {
+    /// The tokens, expired-but-not-evicted ones included.
+    pub tokens: Vec<UserToken>,
+}
+
+/// One token of a `getUserTokens` answer. The formatted time fields are ignored in favour
+/// of the `*Long` epoch-ms ones.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserToken {
+    /// The `knox.id`.
+    pub token_id: String,
+    /// Issue time, epoch ms.
+    pub issue_time_long: Option<i64>,
+    /// Server-side expiry, epoch ms, or -1 for never.
+    pub expiration_long: Option<i64>,
+    /// Max lifetime, epoch ms, or -1 for unbounded.
+    pub max_lifetime_long: Option<i64>,
+    /// Owner, flags and usage; its shape varies by Knox version.
+    #[serde(default)]
+    pub metadata: Option<TokenMetadata>,
+}
+
+/// The metadata fields `tokens list` shows.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenMetadata {
+    /// Whether the token is enabled.
+    pub enabled: Option<Value>,
+    /// When the token was last used (a formatted date, or absent).
+    pub last_used_at: Option<Value>,
+    /// The free-text comment given at acquisition.
+    pub comment: Option<String>,
+}

@@ -1,5 +1,6 @@
 //! The simulator's token signing: the bundled dev key, the JWTs it issues, the JWKS document that
-//! publishes the matching public key (knox-api.md §8), and claim reading for renew and revoke.
+//! publishes the matching public key (knox-api.md §8) in its JSON and pre-2.1.0 forms, and claim
+//! reading for renew and revoke.
 //!
 //! `dev_key.pem` is a PUBLIC, DEV-ONLY RSA key pair, committed on purpose, in the spirit of
 //! `vault server -dev`: anyone can read it, so a token it signs proves nothing. Only the simulator
@@ -77,6 +78,13 @@ pub(super) fn jwks_json() -> String {
     let key = dev_key();
     let jwk = json!({"kty": "RSA", "e": key.e, "use": "sig", "kid": key.kid, "alg": "RS256", "n": key.n});
     json!({ "keys": [jwk] }).to_string()
+}
+
+/// The same document as Knox <2.1.0 served it: `JWKSet.toJSONObject().toString()`, a Java
+/// `Map.toString()` that is not JSON (knox-api.md §8, KNOX-2938), in the key order of §8.
+pub(super) fn jwks_map_string() -> String {
+    let key = dev_key();
+    format!("{{keys=[{{kty=RSA, e={}, use=sig, kid={}, alg=RS256, n={}}}]}}", key.e, key.kid, key.n)
 }
 
 /// Reads a JWT's claims without checking its signature, as Knox's `new JWTToken(token)` does on

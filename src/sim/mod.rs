@@ -5,13 +5,22 @@
 //! It is faithful to Knox, not convenient: `expires_in` is epoch milliseconds, `managed` is a JSON
 //! string, and many error bodies are not JSON at all.
 //!
+//! In managed mode it keeps Knox's server-side token state (knox-api.md §3-§6): renewal against a
+//! renewer whitelist, renew interval and max lifetime, revocation, enable/disable, the per-user
+//! token limit with eviction grace, and `getUserTokens`. [`KnoxVersion`] picks the verbs, fields
+//! and error bodies of a Knox release line (§1.2, §2.1, §5).
+//!
 //! # Layout
-//! - `server`: accept loop, routing, authentication and the KNOXTOKEN handlers;
+//! - `server`: accept loop, routing per version, authentication and the shared state;
+//! - `api`: the KNOXTOKEN handlers and Knox's exact response bodies;
+//! - `store`: the managed token state (`DefaultTokenStateService`);
 //! - `jwt`: the public dev signing key, token signing and the JWKS document;
 //! - `tests`: real HTTP over loopback.
 
+mod api;
 mod jwt;
 mod server;
+mod store;
 #[cfg(test)]
 mod tests;
 
@@ -23,7 +32,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-/// How the simulated topology is configured.
+/// How the simulated topology is configured. Every field can also be changed while the sim runs,
+/// with [`Sim::set_options`].
+// No `Debug`: it holds passwords, cookies and bearer tokens, which must not reach logs.
 #[derive(Clone)]
 pub struct SimOptions {
     /// Topology name in `/gateway/<topology>/knoxtoken/...`.
@@ -36,13 +47,40 @@ pub struct SimOptions {
     pub cookies: Vec<(String, String)>,
     /// Accepted `Authorization: Bearer` values and their users (JWTProvider).
     pub bearer_tokens: Vec<(String, String)>,
-    /// Server-managed token state: the `managed` field and the `managed.token` claim.
+    /// Server-managed token state (`knox.token.exp.server-managed`): the `managed` field, the
+    /// `managed.token` claim, and whether Knox has a token state service at all. Without one,
+    /// renew echoes the JWT's own expiry, revoke and enable/disable answer code 10,
+    /// `getUserTokens` answers 503 and no limit applies (knox-api.md §3.2, §4).
     pub managed: bool,
     /// Milliseconds added to the local clock to get Knox's clock, so clients can be tested
-    /// against a server whose clock is wrong.
+    /// against a server whose clock is wrong. Every time-based rule (expiry, renewal, max
+    /// lifetime, eviction) runs on Knox's clock.
     pub clock_offset: i64,
     /// `knox.token.target.url`, echoed as `target_url`.
     pub target_url: Option<String>,
+    /// `knox.token.exp.renew-interval`: a renewal sets the server-side expiry to now plus this,
+    /// however early it comes (§3.2). Knox's default is 24 h.
+    pub renew_interval: Duration,
+    /// `knox.token.exp.max-lifetime`, counted from issue: renewal is refused once
+    /// `now + 30 s + renew_interval` reaches it (§3.2). `None` is Knox's -1, unbounded, which
+    /// only Knox ≥2.1.0 honours: earlier versions store issue time - 1 and refuse every renewal.
+    /// Knox's default is 7 days.
+    pub max_lifetime: Option<Duration>,
+    /// `knox.token.renewer.whitelist`: the users who may renew any token and revoke any token.
+    /// Entries are trimmed as Knox trims the comma list. Empty (the default) means nobody may
+    /// renew; owners may still revoke their own tokens from Knox 1.6.0 on (§4.1, §6).
+    pub renewers: Vec<String>,
+    /// `knox.token.limit.per.user`: how many stored tokens a user may hold in managed mode;
+    /// `None` is Knox's -1, unlimited. Knox's default is 10 (§6).
+    pub token_limit: Option<usize>,
+    /// `knox.token.user.limit.exceeded.action`: what an acquisition at the limit gets.
+    pub limit_action: LimitAction,
+    /// `gateway.knox.token.eviction.grace.period`: expired tokens stay stored, and count toward
+    /// the limit, until their server-side expiry plus this (§6, §9 item 3). Knox's default is
+    /// 24 h.
+    pub eviction_grace: Duration,
+    /// Which Knox release line to answer as: verbs, fields and error bodies.
+    pub version: KnoxVersion,
 }
 
 impl Default for SimOptions {
@@ -57,6 +95,76 @@ impl Default for SimOptions {
             managed: true,
             clock_offset: 0,
             target_url: None,
+            // DefaultTokenStateService.DEFAULT_RENEWAL_INTERVAL and DEFAULT_MAX_LIFETIME (§3.1).
+            renew_interval: Duration::from_secs(DAY_SECS),
+            max_lifetime: Some(Duration::from_secs(7 * DAY_SECS)),
+            renewers: Vec::new(),
+            // GatewayConfigImpl's KNOX_TOKEN_USER_LIMIT_DEFAULT and eviction grace (§6).
+            token_limit: Some(10),
+            limit_action: LimitAction::ReturnError,
+            eviction_grace: Duration::from_secs(DAY_SECS),
+            version: KnoxVersion::V2_1,
+        }
+    }
+}
+
+const DAY_SECS: u64 = 86_400;
+
+/// A Knox release line, for the behaviour that changed between releases (knox-api.md §1.2,
+/// §2.1, §3.2, §4.1, §5, §8). Ordered oldest first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KnoxVersion {
+    /// Knox 1.4.0-1.5.0: no v2 API; v1 renew and revoke by `POST`; revocation only by
+    /// whitelisted callers and only by full JWT; acquisition without `token_id`, `managed` and
+    /// `passcode`; error bodies without `code`; no enable/disable or `getUserTokens`.
+    V1_5,
+    /// Knox 1.6.0-2.0.0: no v2 API; v1 renew by `PUT`, revoke by `DELETE` (JWT or token id,
+    /// owners may revoke); error codes; `passcode` with the AliasBased token state service;
+    /// expired but not yet evicted tokens can still be renewed.
+    V2_0,
+    /// Knox ≥2.1.0: v2 renew `PUT` and revoke `DELETE`, deprecated v1 `POST`; expired and
+    /// never-expiring tokens are not renewed (code 90); unbounded max lifetime.
+    #[default]
+    V2_1,
+}
+
+impl std::str::FromStr for KnoxVersion {
+    type Err = String;
+
+    /// Accepts a release ("1.4.0", "2.0", "2.1.0") or a profile name ("1.4-1.5", "1.6-2.0",
+    /// "2.1+"), for the `sim` command line.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let release = s.trim().trim_start_matches(['v', 'V']).trim_end_matches('+');
+        let release = release.rsplit_once('-').map_or(release, |(_, newest)| newest);
+        let mut parts = release.split('.').map(str::parse::<u32>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(1)), Some(Ok(4 | 5))) => Ok(KnoxVersion::V1_5),
+            (Some(Ok(1)), Some(Ok(6..))) | (Some(Ok(2)), Some(Ok(0))) => Ok(KnoxVersion::V2_0),
+            (Some(Ok(2)), Some(Ok(1..))) | (Some(Ok(3..)), _) => Ok(KnoxVersion::V2_1),
+            _ => Err(format!("unknown Knox version {s:?}: expected e.g. 1.5, 2.0 or 2.1")),
+        }
+    }
+}
+
+/// `knox.token.user.limit.exceeded.action` (knox-api.md §2.3, §6).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LimitAction {
+    /// `RETURN_ERROR`: 403 with the non-JSON body `{ "Unable to get token - token limit exceeded." }`.
+    #[default]
+    ReturnError,
+    /// `REMOVE_OLDEST`: revoke the user's oldest stored token, then issue.
+    RemoveOldest,
+}
+
+impl std::str::FromStr for LimitAction {
+    type Err = String;
+
+    /// Accepts Knox's names, `RETURN_ERROR` and `REMOVE_OLDEST`, in any case and with `-` for `_`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_uppercase().replace('-', "_").as_str() {
+            "RETURN_ERROR" => Ok(LimitAction::ReturnError),
+            "REMOVE_OLDEST" => Ok(LimitAction::RemoveOldest),
+            _ => Err(format!("unknown limit action {s:?}: expected RETURN_ERROR or REMOVE_OLDEST")),
         }
     }
 }
@@ -116,7 +224,7 @@ impl Scripted {
 
     /// 403 for the per-user token limit; the body is not valid JSON (knox-api.md §2.3).
     pub fn token_limit_exceeded() -> Self {
-        Scripted::json(403, r#"{ "Unable to get token - token limit exceeded." }"#)
+        Scripted::json(403, api::TOKEN_LIMIT_EXCEEDED)
     }
 
     /// Knox ≤2.0.0's answer to a signing failure: 200 with no `access_token`, and not JSON
@@ -264,7 +372,7 @@ impl Sim {
 
     /// `http(s)://HOST:PORT/gateway/<topology>`.
     pub fn base_url(&self) -> String {
-        format!("{}/gateway/{}", self.origin(), self.shared.opts.topology)
+        format!("{}/gateway/{}", self.origin(), self.shared.state().opts.topology)
     }
 
     /// The acquisition URL of API `v`: `<base_url>/knoxtoken/api/v1/token` (or v2).
@@ -279,12 +387,105 @@ impl Sim {
 
     /// Changes `knox.token.ttl` for later acquisitions.
     pub fn set_ttl(&self, ttl: Option<Duration>) {
-        self.shared.state().ttl = ttl;
+        self.set_options(|o| o.ttl = ttl);
     }
 
-    /// Sets Knox's clock to local time plus `ms` milliseconds.
+    /// Sets Knox's clock to local time plus `ms` milliseconds. Moving it forward is how tests
+    /// let tokens expire, reach their max lifetime or get evicted without waiting.
     pub fn set_clock_offset(&self, ms: i64) {
-        self.shared.state().clock_offset = ms;
+        self.set_options(|o| o.clock_offset = ms);
+    }
+
+    /// The options in effect now.
+    pub fn options(&self) -> SimOptions {
+        self.shared.state().opts.clone()
+    }
+
+    /// Changes any options for later requests. Tokens already stored keep the max-lifetime
+    /// deadline they were issued with, as in Knox; everything else applies at once.
+    pub fn set_options(&self, change: impl FnOnce(&mut SimOptions)) {
+        change(&mut self.shared.state().opts);
+    }
+
+    /// Turns server-managed token state on or off; see [`SimOptions::managed`].
+    pub fn set_managed(&self, managed: bool) {
+        self.set_options(|o| o.managed = managed);
+    }
+
+    /// Sets `knox.token.renewer.whitelist`; see [`SimOptions::renewers`].
+    pub fn set_renewers<S: Into<String>>(&self, renewers: impl IntoIterator<Item = S>) {
+        let renewers = renewers.into_iter().map(Into::into).collect();
+        self.set_options(|o| o.renewers = renewers);
+    }
+
+    /// Switches the Knox release line; see [`KnoxVersion`].
+    pub fn set_version(&self, version: KnoxVersion) {
+        self.set_options(|o| o.version = version);
+    }
+
+    /// Sets the per-user token limit (`None`: unlimited); it applies to the next acquisition,
+    /// also for users already above it.
+    pub fn set_token_limit(&self, limit: Option<usize>) {
+        self.set_options(|o| o.token_limit = limit);
+    }
+
+    /// Sets what an acquisition at the limit gets.
+    pub fn set_limit_action(&self, action: LimitAction) {
+        self.set_options(|o| o.limit_action = action);
+    }
+
+    /// Sets `knox.token.exp.renew-interval` for later renewals.
+    pub fn set_renew_interval(&self, interval: Duration) {
+        self.set_options(|o| o.renew_interval = interval);
+    }
+
+    /// Sets `knox.token.exp.max-lifetime` for tokens issued from now on.
+    pub fn set_max_lifetime(&self, max_lifetime: Option<Duration>) {
+        self.set_options(|o| o.max_lifetime = max_lifetime);
+    }
+
+    /// Sets the eviction grace period.
+    pub fn set_eviction_grace(&self, grace: Duration) {
+        self.set_options(|o| o.eviction_grace = grace);
+    }
+
+    /// Number of successful managed renewals (unmanaged echoes do not count).
+    pub fn renewals(&self) -> usize {
+        self.shared.state().renewals
+    }
+
+    /// Ids of the tokens revoked so far, oldest first: by revoke requests, batch revocations and
+    /// `REMOVE_OLDEST`.
+    pub fn revocations(&self) -> Vec<String> {
+        self.shared.state().revocations.clone()
+    }
+
+    /// How many tokens count toward `user`'s limit right now: stored, not revoked and not
+    /// evicted, expired ones included. Always 0 while unmanaged, when no limit applies.
+    pub fn stored_tokens(&self, user: &str) -> usize {
+        let mut state = self.shared.state();
+        if !state.opts.managed {
+            return 0;
+        }
+        state.sweep();
+        state.store.user_tokens(user).len()
+    }
+
+    /// Number of acquisitions answered with the token-limit 403 (scripted replies do not count).
+    pub fn limit_errors(&self) -> usize {
+        self.shared.state().limit_errors
+    }
+
+    /// The server-side expiry of a token Knox still knows, in epoch milliseconds on Knox's clock
+    /// (-1 for never); `None` for a token that is unknown, revoked or evicted, was issued while
+    /// unmanaged, or for any token while unmanaged. Renewal moves this, never the JWT's `exp`.
+    pub fn server_expiry(&self, token_id: &str) -> Option<i64> {
+        let mut state = self.shared.state();
+        if !state.opts.managed {
+            return None;
+        }
+        state.sweep();
+        state.store.get(token_id).map(|t| t.expiry_ms)
     }
 
     /// Every request seen so far, oldest first.

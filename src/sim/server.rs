@@ -1,5 +1,6 @@
-//! The simulator's HTTP side: the accept loop, routing, authentication (knox-api.md §7) and the
-//! KNOXTOKEN handlers, answering byte for byte as Knox does wherever the reference says how.
+//! The simulator's HTTP side: the accept loop, the route and verb table of each Knox version
+//! (knox-api.md §1.1, §1.2), authentication (§7), Jetty's error pages, and the state every
+//! connection shares. The KNOXTOKEN handlers themselves are in `api`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -11,23 +12,23 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::{jwt, ApiVersion, Issued, RequestRecord, Scripted, SimOptions};
+use super::store::TokenStore;
+use super::{api, ApiVersion, Issued, KnoxVersion, RequestRecord, Scripted, SimOptions};
 
-type Body = Full<Bytes>;
+pub(super) type Body = Full<Bytes>;
 
-const JSON: &str = "application/json";
+pub(super) const JSON: &str = "application/json";
 /// Jetty's error pages are Latin-1 HTML.
 pub(super) const HTML: &str = "text/html;charset=iso-8859-1";
 /// Shiro's `BasicHttpAuthenticationFilter` challenge, upper-case scheme included (knox-api.md §7).
@@ -37,43 +38,63 @@ const MAX_BODY: usize = 64 * 1024;
 
 /// State shared by the [`super::Sim`] handle and every connection.
 pub(super) struct Shared {
-    /// The options as started; `ttl` and `clock_offset` live in [`State`] because they change.
-    pub(super) opts: SimOptions,
     state: Mutex<State>,
     /// Woken whenever a token is issued, for `wait_for_acquisitions`.
     pub(super) issued_changed: Notify,
 }
 
+/// Everything that changes while the sim runs, behind one lock so that each Knox operation
+/// (e.g. the limit check and storing the new token) is atomic, as concurrent clients need.
 pub(super) struct State {
-    pub(super) ttl: Option<Duration>,
-    pub(super) clock_offset: i64,
+    /// The options in effect; [`super::Sim::set_options`] changes them.
+    pub(super) opts: SimOptions,
     pub(super) scripted: VecDeque<Scripted>,
     pub(super) requests: Vec<RequestRecord>,
     pub(super) issued: Vec<Issued>,
+    /// Managed token state; empty while unmanaged.
+    pub(super) store: TokenStore,
+    /// Successful managed renewals.
+    pub(super) renewals: usize,
+    /// Revoked token ids, oldest first.
+    pub(super) revocations: Vec<String>,
+    /// Token-limit 403s answered.
+    pub(super) limit_errors: usize,
+}
+
+impl State {
+    /// Knox's `System.currentTimeMillis()`: local time plus the configured offset.
+    pub(super) fn now_ms(&self) -> i64 {
+        local_now_ms().saturating_add(self.opts.clock_offset)
+    }
+
+    /// Evicts what Knox's eviction task would have evicted by now (knox-api.md §6).
+    pub(super) fn sweep(&mut self) {
+        let grace_ms = i64::try_from(self.opts.eviction_grace.as_millis()).unwrap_or(i64::MAX);
+        let now = self.now_ms();
+        self.store.sweep(now, grace_ms);
+    }
 }
 
 impl Shared {
     pub(super) fn new(opts: SimOptions) -> Shared {
         let state = State {
-            ttl: opts.ttl,
-            clock_offset: opts.clock_offset,
+            opts,
             scripted: VecDeque::new(),
             requests: Vec::new(),
             issued: Vec::new(),
+            store: TokenStore::default(),
+            renewals: 0,
+            revocations: Vec::new(),
+            limit_errors: 0,
         };
-        Shared { opts, state: Mutex::new(state), issued_changed: Notify::new() }
+        Shared { state: Mutex::new(state), issued_changed: Notify::new() }
     }
 
     /// Locks the state. The lock is never held across an await, and a panic while holding it
-    /// leaves the data consistent (every update is a single push or assignment), so poisoning
-    /// is ignored rather than spread to every later request.
+    /// leaves the data consistent (every handler checks before it changes anything), so
+    /// poisoning is ignored rather than spread to every later request.
     pub(super) fn state(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Knox's `System.currentTimeMillis()`: local time plus the configured offset.
-    fn knox_now_ms(&self) -> i64 {
-        local_now_ms().saturating_add(self.state().clock_offset)
     }
 }
 
@@ -146,31 +167,48 @@ where
 }
 
 /// The parts of a request the handlers look at.
-struct Req<'a> {
-    method: &'a str,
-    path: &'a str,
-    query: &'a str,
-    headers: &'a HeaderMap,
-    body: &'a [u8],
+pub(super) struct Req<'a> {
+    pub(super) method: &'a str,
+    pub(super) path: &'a str,
+    pub(super) query: &'a str,
+    pub(super) headers: &'a HeaderMap,
+    pub(super) body: &'a [u8],
     /// `http://host:port`, from the `Host` header as Jetty does.
-    origin: String,
+    pub(super) origin: String,
 }
 
 impl Req<'_> {
     /// `HttpServletRequest.getRequestURL()`: the URL without its query.
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("{}{}", self.origin, self.path)
     }
 
     /// `request.getParameter(name)`: the query string first, then a form body on POST
     /// (knox-api.md §1.3).
-    fn param(&self, name: &str) -> Option<String> {
-        find_param(self.query, name).or_else(|| {
-            let content_type = self.headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-            let is_form =
-                self.method == "POST" && content_type.starts_with("application/x-www-form-urlencoded");
-            is_form.then(|| find_param(std::str::from_utf8(self.body).ok()?, name)).flatten()
-        })
+    pub(super) fn param(&self, name: &str) -> Option<String> {
+        self.params().into_iter().find(|(key, _)| key == name).map(|(_, value)| value)
+    }
+
+    /// Every parameter `request.getParameterNames()` sees, query string first, decoded.
+    pub(super) fn params(&self) -> Vec<(String, String)> {
+        let mut params = form_pairs(self.query);
+        if let Some(form) = self.form_body() {
+            params.extend(form_pairs(form));
+        }
+        params
+    }
+
+    /// The body of a POST with a form Content-Type, which the servlet parses into parameters.
+    fn form_body(&self) -> Option<&str> {
+        let content_type = self.headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+        let is_form = self.method == "POST" && content_type.starts_with("application/x-www-form-urlencoded");
+        is_form.then(|| std::str::from_utf8(self.body).ok()).flatten()
+    }
+
+    /// Whether the Content-Type is JSON, as a JAX-RS `@Consumes(APPLICATION_JSON)` requires.
+    pub(super) fn is_json(&self) -> bool {
+        let content_type = self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        content_type.is_some_and(|ct| ct.to_ascii_lowercase().starts_with(api::JSON_MEDIA_TYPE))
     }
 }
 
@@ -199,7 +237,7 @@ async fn handle(
         body: &body,
         origin,
     };
-    let (auth_kind, caller) = authenticate(&shared.opts, req.headers);
+    let (auth_kind, caller) = authenticate(&shared.state().opts, req.headers);
     let record = RequestRecord {
         method: req.method.to_owned(),
         path: req.path.to_owned(),
@@ -218,7 +256,7 @@ async fn handle(
     let mut resp = route(&shared, &req, caller).await;
 
     if !resp.headers().contains_key(header::DATE) {
-        let knox_now = UNIX_EPOCH + Duration::from_millis(shared.knox_now_ms().max(0).unsigned_abs());
+        let knox_now = UNIX_EPOCH + Duration::from_millis(shared.state().now_ms().max(0).unsigned_abs());
         if let Ok(date) = HeaderValue::from_str(&httpdate::fmt_http_date(knox_now)) {
             resp.headers_mut().insert(header::DATE, date);
         }
@@ -231,32 +269,60 @@ async fn handle(
 }
 
 /// What a handler serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Resource {
     Token,
     TssStatus,
     Renew,
     Revoke,
+    RevokeTokens,
+    /// `enable` (true) or `disable` (false).
+    SetEnabled(bool),
+    /// `enableTokens` (true) or `disableTokens` (false).
+    SetEnabledBatch(bool),
+    UserTokens,
     Jwks,
 }
 
-/// The KNOXTOKEN resources of Knox ≥2.1.0 and the methods each accepts (knox-api.md §1.1, §1.2).
-/// A new endpoint (enable, disable, getUserTokens) is one row here and one arm in `route`.
-fn resource(version: ApiVersion, tail: &str) -> Option<(Resource, &'static [&'static str])> {
-    use ApiVersion::{V1, V2};
-    Some(match (version, tail) {
-        (_, "token") => (Resource::Token, &["GET", "POST"]),
-        (_, "token/getTssStatus") => (Resource::TssStatus, &["GET"]),
-        (V1, "token/renew") => (Resource::Renew, &["POST"]),
-        (V2, "token/renew") => (Resource::Renew, &["PUT"]),
-        (V1, "token/revoke") => (Resource::Revoke, &["POST"]),
-        (V2, "token/revoke") => (Resource::Revoke, &["DELETE"]),
-        (V1, "jwks.json") => (Resource::Jwks, &["GET"]),
+/// The KNOXTOKEN resources of each Knox version and the methods each accepts (knox-api.md §1.1,
+/// §1.2). `None` is a path Jersey does not know (404); a known path with another method is 405.
+///
+/// The reference gives the history of renew and revoke only. The rest is assumed: enable,
+/// disable and `getUserTokens` arrive with the error codes 50-70 in 1.6.0 (§5), the batch
+/// endpoints with 2.1.0, and `getTssStatus` and the JWKS path exist in every profile.
+fn resource(knox: KnoxVersion, api: ApiVersion, tail: &str) -> Option<(Resource, &'static [&'static str])> {
+    use KnoxVersion::{V2_0, V2_1};
+    // v2 (TokenResourceV2) exists since 2.1.0 only.
+    if api == ApiVersion::V2 && knox < V2_1 {
+        return None;
+    }
+    // KNOX-2661 (1.6.0) moved v1 renew/revoke to PUT/DELETE; KNOX-2985 (2.1.0) moved them back
+    // to POST on v1 and put PUT/DELETE on v2.
+    let modern = knox == V2_0 || api == ApiVersion::V2;
+    let (renew, revoke): (&[&str], &[&str]) =
+        if modern { (&["PUT"], &["DELETE"]) } else { (&["POST"], &["POST"]) };
+    Some(match tail {
+        "token" => (Resource::Token, &["GET", "POST"]),
+        "token/getTssStatus" => (Resource::TssStatus, &["GET"]),
+        "token/renew" => (Resource::Renew, renew),
+        "token/revoke" => (Resource::Revoke, revoke),
+        "token/enable" if knox >= V2_0 => (Resource::SetEnabled(true), &["PUT"]),
+        "token/disable" if knox >= V2_0 => (Resource::SetEnabled(false), &["PUT"]),
+        "token/getUserTokens" if knox >= V2_0 => (Resource::UserTokens, &["GET"]),
+        "token/revokeTokens" if knox >= V2_1 => (Resource::RevokeTokens, &["DELETE"]),
+        "token/enableTokens" if knox >= V2_1 => (Resource::SetEnabledBatch(true), &["PUT"]),
+        "token/disableTokens" if knox >= V2_1 => (Resource::SetEnabledBatch(false), &["PUT"]),
+        "jwks.json" if api == ApiVersion::V1 => (Resource::Jwks, &["GET"]),
         _ => return None,
     })
 }
 
 async fn route(shared: &Shared, req: &Req<'_>, caller: Result<String, Rejection>) -> Response<Body> {
-    let prefix = format!("/gateway/{}/knoxtoken/api/", shared.opts.topology);
+    let (topology, knox) = {
+        let state = shared.state();
+        (state.opts.topology.clone(), state.opts.version)
+    };
+    let prefix = format!("/gateway/{topology}/knoxtoken/api/");
     let Some(rest) = req.path.strip_prefix(&prefix) else {
         return jetty_error(StatusCode::NOT_FOUND, req.path);
     };
@@ -272,7 +338,7 @@ async fn route(shared: &Shared, req: &Req<'_>, caller: Result<String, Rejection>
         Ok(user) => user,
         Err(rejection) => return rejection.response(req),
     };
-    let Some((resource, methods)) = resource(version, tail) else {
+    let Some((resource, methods)) = resource(knox, version, tail) else {
         return jetty_error(StatusCode::NOT_FOUND, req.path);
     };
     if !methods.contains(&req.method) {
@@ -283,13 +349,15 @@ async fn route(shared: &Shared, req: &Req<'_>, caller: Result<String, Rejection>
         return resp;
     }
     match resource {
-        Resource::Token => acquire(shared, req, &user).await,
-        Resource::TssStatus => tss_status(shared),
-        Resource::Renew => renew(req.body),
-        // knox-api.md §4.1: revocation without a token state service. The sim does not store
-        // tokens yet, so it always answers as an unmanaged topology does.
-        Resource::Revoke => knox_error("revoked", "Token revocation support is not configured", 10),
-        Resource::Jwks => reply(StatusCode::OK, Some(JSON), jwt::jwks_json()),
+        Resource::Token => api::acquire(shared, req, &user).await,
+        Resource::TssStatus => api::tss_status(&shared.state()),
+        Resource::Renew => api::renew(&mut shared.state(), req, &user),
+        Resource::Revoke => api::revoke(&mut shared.state(), req, &user),
+        Resource::RevokeTokens => api::revoke_tokens(&mut shared.state(), req, &user),
+        Resource::SetEnabled(enable) => api::set_enabled(&mut shared.state(), req, enable),
+        Resource::SetEnabledBatch(enable) => api::set_enabled_batch(&mut shared.state(), req, enable),
+        Resource::UserTokens => api::user_tokens(&mut shared.state(), req),
+        Resource::Jwks => api::jwks(knox),
     }
 }
 
@@ -374,208 +442,11 @@ fn hadoop_jwt_cookie(headers: &HeaderMap) -> Option<&str> {
         .find_map(|pair| pair.trim().strip_prefix("hadoop-jwt="))
 }
 
-/// Token acquisition (knox-api.md §2): a scripted reply if one is queued, else a fresh token.
-async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Response<Body> {
-    // A separate statement, so the state lock is released before the scripted delay.
-    let scripted = shared.state().scripted.pop_front();
-    if let Some(scripted) = scripted {
-        tokio::time::sleep(scripted.delay).await;
-        return scripted_response(scripted);
-    }
-
-    let ttl_ms = ttl_ms(shared.state().ttl);
-    let expires_in = get_expiry(shared.knox_now_ms(), ttl_ms, req.param("lifespan").as_deref());
-    let token_id = uuid_v4();
-    // TokenResource.getJku: the request URL up to its last '/', plus "/jwks.json" (§8).
-    let url = req.url();
-    let jku = format!("{}/jwks.json", url.rsplit_once('/').map_or(url.as_str(), |(head, _)| head));
-    let managed = shared.opts.managed;
-    let access_token = match jwt::issue(user, &token_id, expires_in, managed, &jku) {
-        Ok(token) => token,
-        Err(err) => {
-            // Knox ≥2.1.0 answers a signing failure with 500 and this non-JSON body (§2.3).
-            warn!(cause = %err, "simulator failed to sign a token");
-            return reply(StatusCode::INTERNAL_SERVER_ERROR, Some(JSON), r#"{ "Unable to acquire token." }"#);
-        }
-    };
-
-    // TokenResource.buildResponseMap (§2.1): `managed` is a string, `expires_in` a number.
-    let mut body = json!({
-        "access_token": access_token,
-        "token_id": token_id,
-        "managed": managed.to_string(),
-        "token_type": "Bearer",
-        "expires_in": expires_in,
-        "endpoint_public_cert": STANDARD.encode("token-keeper simulator: plain HTTP, no certificate"),
-    });
-    if let Some(target_url) = &shared.opts.target_url {
-        body["target_url"] = Value::from(target_url.as_str());
-    }
-    shared.state().issued.push(Issued { jwt: access_token, token_id, user: user.to_owned(), expires_in });
-    shared.issued_changed.notify_waiters();
-    reply(StatusCode::OK, Some(JSON), body.to_string())
-}
-
-fn scripted_response(scripted: Scripted) -> Response<Body> {
-    let status = StatusCode::from_u16(scripted.status).unwrap_or_else(|_| {
-        warn!(status = scripted.status, "scripted status is not a valid HTTP status, answering 500");
-        StatusCode::INTERNAL_SERVER_ERROR
-    });
-    let mut resp = reply(status, None, scripted.body);
-    for (name, value) in scripted.headers {
-        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
-            (Ok(name), Ok(value)) => {
-                resp.headers_mut().append(name, value);
-            }
-            _ => warn!(header = %name, "skipping an invalid scripted header"),
-        }
-    }
-    resp
-}
-
-/// `knox.token.ttl` in Knox's terms: milliseconds, -1 for never.
-fn ttl_ms(ttl: Option<Duration>) -> i64 {
-    ttl.map_or(-1, |ttl| i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// `TokenResource.getExpiry` (knox-api.md §2.2): epoch ms on Knox's clock, or -1 for never.
-pub(super) fn get_expiry(now_ms: i64, ttl_ms: i64, lifespan: Option<&str>) -> i64 {
-    let mut millis = ttl_ms;
-    match lifespan.filter(|l| !l.is_empty()) {
-        None if ttl_ms == -1 => return -1,
-        None => {}
-        Some(text) => {
-            // An unparsable lifespan is only logged and the TTL kept, even a TTL of -1: then
-            // Knox issues a token that expired a millisecond ago. Faithfully reproduced.
-            if let Some(lifetime) = parse_java_duration(text) {
-                if ttl_ms == -1 || lifetime <= ttl_ms {
-                    millis = lifetime;
-                }
-            }
-        }
-    }
-    now_ms.saturating_add(millis)
-}
-
-/// `java.time.Duration.parse(text).toMillis()`: the grammar `[-+]P[nD][T[nH][nM][n[.f]S]]`,
-/// case-insensitive, every number optionally signed, at least one part, and no empty `T`.
-/// `None` where Java throws; Knox then keeps the TTL (knox-api.md §1.3).
-pub(super) fn parse_java_duration(text: &str) -> Option<i64> {
-    const SECOND: i128 = 1_000_000_000;
-    let upper = text.to_ascii_uppercase();
-    let (negative, rest) = match upper.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, upper.strip_prefix('+').unwrap_or(&upper)),
-    };
-    let rest = rest.strip_prefix('P')?;
-    // "P" has no part at all, "PT" and "P1DT" an empty time section.
-    if rest.is_empty() || rest.ends_with('T') {
-        return None;
-    }
-    let (mut date, mut time) = rest.split_once('T').unwrap_or((rest, ""));
-    let mut nanos = 0_i128;
-    if let Some((days, _)) = take_unit(&mut date, 'D')? {
-        nanos += days * 86_400 * SECOND;
-    }
-    for (unit, scale) in [('H', 3_600 * SECOND), ('M', 60 * SECOND), ('S', SECOND)] {
-        if let Some((whole, fraction_nanos)) = take_unit(&mut time, unit)? {
-            nanos += whole * scale + fraction_nanos;
-        }
-    }
-    if !date.is_empty() || !time.is_empty() {
-        return None;
-    }
-    if negative {
-        nanos = -nanos;
-    }
-    // Java keeps whole seconds in a long, and toMillis floors.
-    i64::try_from(nanos.div_euclid(SECOND)).ok()?;
-    i64::try_from(nanos.div_euclid(1_000_000)).ok()
-}
-
-/// Consumes `<signed integer><unit>` from the front of `text`: `Some(None)` when `unit` does
-/// not occur, `None` when what precedes it is not a number. Only 'S' may have a `.`/`,`
-/// fraction of up to 9 digits, returned in nanoseconds with the sign of the whole part.
-fn take_unit(text: &mut &str, unit: char) -> Option<Option<(i128, i128)>> {
-    let Some((number, rest)) = text.split_once(unit) else {
-        return Some(None);
-    };
-    *text = rest;
-    let (whole, fraction) = match number.split_once(['.', ',']) {
-        Some((whole, fraction)) if unit == 'S' => (whole, fraction),
-        Some(_) => return None,
-        None => (number, ""),
-    };
-    let digits = whole.strip_prefix(['-', '+']).unwrap_or(whole);
-    let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if digits.is_empty() || !all_digits(digits) || fraction.len() > 9 || !all_digits(fraction) {
-        return None;
-    }
-    let whole = i128::from(whole.parse::<i64>().ok()?);
-    let fraction_nanos = format!("{fraction:0<9}").parse::<i128>().ok()?;
-    let sign = if number.starts_with('-') { -1 } else { 1 };
-    Some(Some((whole, sign * fraction_nanos)))
-}
-
-/// Knox's `getTokenTTLAsText`, trailing spaces and all.
-pub(super) fn ttl_text(ttl_ms: i64) -> String {
-    if ttl_ms == -1 {
-        return "Unlimited lifetime".to_owned();
-    }
-    let s = ttl_ms / 1000;
-    let parts =
-        [(s / 86_400, "days "), (s / 3_600 % 24, "hours "), (s / 60 % 60, "minutes "), (s % 60, "seconds")];
-    let shown = parts.into_iter().filter(|(value, _)| *value > 0);
-    shown.map(|(value, unit)| format!("{value} {unit}")).collect()
-}
-
-/// `GET .../token/getTssStatus` (knox-api.md §4.4): string values, rendered by Jackson's default
-/// pretty printer. The sim models an in-memory, non-persistent store, hence no `passcode` field.
-fn tss_status(shared: &Shared) -> Response<Body> {
-    const BACKEND: &str = "DefaultTokenStateService";
-    let managed = shared.opts.managed.to_string();
-    let ttl_ms = ttl_ms(shared.state().ttl);
-    let (seconds, text) = ((if ttl_ms == -1 { -1 } else { ttl_ms / 1000 }).to_string(), ttl_text(ttl_ms));
-    let mut fields = vec![("tokenManagementEnabled", managed.as_str())];
-    if shared.opts.managed {
-        fields.extend([("configuredTssBackend", BACKEND), ("actualTssBackend", BACKEND)]);
-        fields.extend([("allowedTssForTokengen", "false"), ("maximumLifetimeSeconds", &seconds)]);
-        fields.push(("maximumLifetimeText", &text));
-    }
-    fields.extend([("lifespanInputEnabled", "true"), ("impersonationEnabled", "false")]);
-    let lines: Vec<String> = fields
-        .into_iter()
-        .map(|(name, value)| format!("  {} : {}", Value::from(name), Value::from(value)))
-        .collect();
-    reply(StatusCode::OK, Some(JSON), format!("{{\n{}\n}}", lines.join(",\n")))
-}
-
-/// Renewal as an unmanaged topology answers it (knox-api.md §3.1, §3.2): no whitelist check,
-/// just the JWT's own `exp` echoed in milliseconds.
-fn renew(body: &[u8]) -> Response<Body> {
-    let token = String::from_utf8_lossy(body);
-    match jwt::unverified_claims(token.trim()) {
-        Err(message) => knox_error("renewed", message, 40),
-        Ok(claims) => match claims.get("exp").and_then(Value::as_i64) {
-            Some(exp) => {
-                let expires = exp.saturating_mul(1000);
-                let body = format!("{{\n  \"renewed\": \"true\",\n  \"expires\": \"{expires}\"\n}}\n");
-                reply(StatusCode::OK, Some(JSON), body)
-            }
-            // Long.parseLong(null) on a JWT without `exp`.
-            None => knox_error("renewed", "Cannot parse null string: null", 30),
-        },
-    }
-}
-
-/// Knox's hand-concatenated error body for renew/revoke (knox-api.md §3.1, §4.1), unescaped
-/// like the original; `field` is "renewed" or "revoked".
-fn knox_error(field: &str, error: &str, code: u16) -> Response<Body> {
-    let body = format!("{{\n  \"{field}\": \"false\",\n  \"error\": \"{error}\",\n  \"code\": {code}\n}}\n");
-    reply(StatusCode::BAD_REQUEST, Some(JSON), body)
-}
-
-fn reply(status: StatusCode, content_type: Option<&'static str>, body: impl Into<Bytes>) -> Response<Body> {
+pub(super) fn reply(
+    status: StatusCode,
+    content_type: Option<&'static str>,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() = status;
     if let Some(content_type) = content_type {
@@ -585,7 +456,7 @@ fn reply(status: StatusCode, content_type: Option<&'static str>, body: impl Into
 }
 
 /// Jetty's HTML error response, which Knox sends for unknown paths and wrong methods.
-fn jetty_error(status: StatusCode, uri: &str) -> Response<Body> {
+pub(super) fn jetty_error(status: StatusCode, uri: &str) -> Response<Body> {
     let page = jetty_error_page(status.as_u16(), status.canonical_reason().unwrap_or(""), uri);
     let mut resp = reply(status, Some(HTML), page);
     resp.headers_mut()
@@ -606,12 +477,16 @@ pub(super) fn jetty_error_page(status: u16, reason: &str, uri: &str) -> String {
     )
 }
 
-/// The first value of `name` in a form-encoded string, decoded as Jetty does.
-fn find_param(encoded: &str, name: &str) -> Option<String> {
-    encoded.split('&').find_map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (percent_decode(key) == name).then(|| percent_decode(value))
-    })
+/// Every `name=value` pair of a form-encoded string, decoded as Jetty does; empty pieces (as in
+/// `a=1&&b=2`) are skipped.
+pub(super) fn form_pairs(encoded: &str) -> Vec<(String, String)> {
+    let pairs = encoded.split('&').filter(|pair| !pair.is_empty());
+    pairs
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(key), percent_decode(value))
+        })
+        .collect()
 }
 
 /// `application/x-www-form-urlencoded` decoding; malformed escapes are kept literally.
@@ -632,14 +507,4 @@ fn percent_decode(text: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A random (version 4) UUID, as `java.util.UUID.randomUUID()` gives Knox its token ids.
-fn uuid_v4() -> String {
-    let mut bytes = [0_u8; 16];
-    fastrand::fill(&mut bytes);
-    bytes[6] = (bytes[6] & 0x0f) | 0x40;
-    bytes[8] = (bytes[8] & 0x3f) | 0x80;
-    let dash = |i| if matches!(i, 4 | 6 | 8 | 10) { "-" } else { "" };
-    bytes.iter().enumerate().map(|(i, byte)| format!("{}{byte:02x}", dash(i))).collect()
 }

@@ -8,12 +8,15 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use super::server::{get_expiry, parse_java_duration, ttl_text};
+use super::api::{get_expiry, is_java_uuid, parse_java_duration, ttl_text, TOKEN_LIMIT_EXCEEDED};
+use super::store::{id_display, knox_date, StoredToken, TokenStore};
 use super::*;
 
 /// `Authorization` for the default user, alice:alice-password.
@@ -428,8 +431,8 @@ async fn tss_status_reflects_managed_and_ttl() {
 }
 
 #[tokio::test]
-async fn renew_echoes_exp_and_revoke_is_not_configured() {
-    let sim = start(|_| ()).await;
+async fn unmanaged_renew_echoes_exp_and_revoke_is_not_configured() {
+    let sim = start(|o| o.managed = false).await;
     acquire(&sim, ApiVersion::V1, "").await;
     let issued = sim.issued().pop().expect("a token was issued");
     let headers = [ALICE, ("Content-Type", "text/plain"), ("X-XSRF-Header", "true")];
@@ -500,6 +503,740 @@ async fn connections_are_kept_alive_until_stop_then_refused() {
     assert!(after_stop.is_err(), "the open connection was dropped: {after_stop:?}");
     let refused = TcpStream::connect(addr).await.map(drop).map_err(|e| e.kind());
     assert_eq!(refused, Err(std::io::ErrorKind::ConnectionRefused));
+}
+
+// ---- Managed token state: renew, revoke, enable/disable, getUserTokens, limits, versions ----
+
+const DAY_MS: i64 = 86_400_000;
+/// What the daemon sends with renew/revoke/enable/disable bodies (knox-api.md §1.4).
+const PLAIN: (&str, &str) = ("Content-Type", "text/plain");
+const XSRF: (&str, &str) = ("X-XSRF-Header", "true");
+
+/// `Authorization` for `user`, whose password in [`start_managed`] sims is `<user>-password`.
+fn basic(user: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{user}:{user}-password")))
+}
+
+/// A managed sim whose users are alice, bob and carol, with the default options changed by
+/// `configure`.
+async fn start_managed(configure: impl FnOnce(&mut SimOptions)) -> Sim {
+    start(|o| {
+        o.users = ["alice", "bob", "carol"].map(|u| (u.to_owned(), format!("{u}-password"))).to_vec();
+        configure(o);
+    })
+    .await
+}
+
+/// Sends `body` to `<token url of v>/<op>` as `user`, the way the daemon does.
+async fn call(sim: &Sim, method: &str, v: ApiVersion, op: &str, user: &str, body: &str) -> Reply {
+    let auth = basic(user);
+    let url = format!("{}/{op}", sim.token_url(v));
+    send(sim, method, &url, &[("Authorization", &auth), PLAIN, XSRF], body).await
+}
+
+/// `GET <v1 token url>?<query>` as `user`.
+async fn acquire_as(sim: &Sim, user: &str, query: &str) -> Reply {
+    let url = format!("{}?{query}", sim.token_url(ApiVersion::V1));
+    send(sim, "GET", &url, &[("Authorization", &basic(user))], "").await
+}
+
+/// Acquires a token as `user` and returns it.
+async fn issue(sim: &Sim, user: &str) -> Issued {
+    let reply = acquire_as(sim, user, "").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let token_id = reply.json()["token_id"].as_str().map(str::to_owned);
+    let issued = sim.issued().into_iter().rev().find(|i| Some(&i.token_id) == token_id.as_ref());
+    issued.expect("the sim recorded the token it answered")
+}
+
+/// Knox's hand-concatenated failure body (knox-api.md §3.1, §4.1, §4.2).
+fn failure(field: &str, error: &str, code: u16) -> String {
+    format!("{{\n  \"{field}\": \"false\",\n  \"error\": \"{error}\",\n  \"code\": {code}\n}}\n")
+}
+
+fn renewed(expires: i64) -> String {
+    format!("{{\n  \"renewed\": \"true\",\n  \"expires\": \"{expires}\"\n}}\n")
+}
+
+const REVOKED: &str = "{\n  \"revoked\": \"true\"\n}\n";
+
+fn unknown(id: &str) -> String {
+    format!("Unknown token: {}", id_display(id))
+}
+
+/// An unsigned JWT with the given claims, as a foreign or hand-made token would look.
+fn jwt_with(claims: &Value) -> String {
+    let part = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
+    format!("{}.{}.c2ln", part(&serde_json::json!({"alg": "RS256"})), part(claims))
+}
+
+fn assert_reply(reply: &Reply, status: u16, body: &str) {
+    assert_eq!((reply.status, reply.body.as_str()), (status, body));
+    assert_eq!(reply.header("content-type"), Some("application/json"), "{body}");
+}
+
+#[tokio::test]
+async fn renew_moves_the_server_expiry_and_not_the_jwt() {
+    let sim = start_managed(|o| {
+        o.renewers = vec!["alice".into()];
+        o.renew_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let token = issue(&sim, "alice").await;
+    assert_eq!(sim.server_expiry(&token.token_id), Some(token.expires_in));
+    // v2 PUT and the deprecated v1 POST at ≥2.1.0 (§1.2); each renewal is now + interval, so
+    // renewing twice does not accumulate (§3.2).
+    for (method, v) in [("PUT", ApiVersion::V2), ("POST", ApiVersion::V1)] {
+        let before = now_ms();
+        let reply = call(&sim, method, v, "renew", "alice", &token.jwt).await;
+        let expires = sim.server_expiry(&token.token_id).expect("a renewed token is known");
+        assert!((before + 3_600_000..=now_ms() + 3_600_000).contains(&expires), "{method}: {expires}");
+        assert_reply(&reply, 200, &renewed(expires));
+    }
+    // The JWT is not re-issued: its exp still says the original 30 s.
+    assert_eq!(claims(&token.jwt)["exp"].as_i64(), Some(token.expires_in / 1000));
+    assert_eq!((sim.acquisitions(), sim.renewals()), (1, 2));
+
+    // An interval shorter than what is left moves the expiry back: it is now + interval.
+    sim.set_renew_interval(Duration::from_secs(2));
+    let before = now_ms();
+    assert_eq!(call(&sim, "PUT", ApiVersion::V2, "renew", "alice", &token.jwt).await.status, 200);
+    let expires = sim.server_expiry(&token.token_id).unwrap_or_default();
+    assert!((before + 2_000..=now_ms() + 2_000).contains(&expires), "{expires}");
+}
+
+#[tokio::test]
+async fn renewing_needs_the_whitelist_even_for_the_owner() {
+    let sim = start_managed(|_| ()).await;
+    let token = issue(&sim, "alice").await;
+    let not_authorized =
+        |who: &str| failure("renewed", &format!("Caller ({who}) not authorized to renew tokens."), 20);
+    // The default whitelist is empty: nobody may renew (§6).
+    let reply = call(&sim, "PUT", ApiVersion::V2, "renew", "alice", &token.jwt).await;
+    assert_reply(&reply, 403, &not_authorized("alice"));
+    // The whitelist is checked before the body is parsed.
+    let reply = call(&sim, "PUT", ApiVersion::V2, "renew", "alice", &token.token_id).await;
+    assert_reply(&reply, 403, &not_authorized("alice"));
+
+    // Knox trims "larry, moe,  curly " (§10); a renewer may renew anybody's token.
+    sim.set_renewers(["larry", " moe", "  curly ", " bob"]);
+    let reply = call(&sim, "PUT", ApiVersion::V2, "renew", "carol", &token.jwt).await;
+    assert_reply(&reply, 403, &not_authorized("carol"));
+    assert_eq!(call(&sim, "PUT", ApiVersion::V2, "renew", "bob", &token.jwt).await.status, 200);
+    assert_eq!(sim.renewals(), 1);
+}
+
+#[tokio::test]
+async fn renewing_an_unknown_or_invalid_token_is_code_30_or_40() {
+    let sim = start_managed(|o| o.renewers = vec!["alice".into()]).await;
+    let token = issue(&sim, "alice").await;
+    let renew = |body: String| {
+        let sim = &sim;
+        async move { call(sim, "PUT", ApiVersion::V2, "renew", "alice", &body).await }
+    };
+    // A bare token id is not a JWT (§3.2).
+    let invalid = "Invalid serialized unsecured/JWS/JWE object: Missing part delimiters";
+    assert_reply(&renew(token.token_id.clone()).await, 400, &failure("renewed", invalid, 40));
+    // Unknown here, as on another HA node: code 30, not 50.
+    let other = start_managed(|_| ()).await;
+    let foreign = issue(&other, "alice").await;
+    assert_reply(&renew(foreign.jwt).await, 400, &failure("renewed", &unknown(&foreign.token_id), 30));
+    let no_id = jwt_with(&serde_json::json!({"sub": "alice"}));
+    let no_id_error = failure("renewed", "Token identifier cannot be null or empty.", 30);
+    assert_reply(&renew(no_id).await, 400, &no_id_error);
+    // Revoked: unknown as well.
+    assert_reply(
+        &call(&sim, "DELETE", ApiVersion::V2, "revoke", "alice", &token.token_id).await,
+        200,
+        REVOKED,
+    );
+    assert_reply(&renew(token.jwt.clone()).await, 400, &failure("renewed", &unknown(&token.token_id), 30));
+    assert_eq!(sim.renewals(), 0);
+}
+
+#[tokio::test]
+async fn expired_tokens_are_renewed_only_before_2_1() {
+    let sim = start_managed(|o| o.renewers = vec!["alice".into()]).await;
+    let token = issue(&sim, "alice").await;
+    // 60 s later the 30 s token has expired but is not evicted for 24 h.
+    sim.set_clock_offset(60_000);
+    let expired = failure("renewed", "Expired tokens must not be renewed.", 90);
+    assert_reply(&call(&sim, "PUT", ApiVersion::V2, "renew", "alice", &token.jwt).await, 400, &expired);
+    assert_eq!(sim.server_expiry(&token.token_id), Some(token.expires_in));
+
+    sim.set_version(KnoxVersion::V2_0);
+    let before = now_ms() + 60_000;
+    let reply = call(&sim, "PUT", ApiVersion::V1, "renew", "alice", &token.jwt).await;
+    let expires = sim.server_expiry(&token.token_id).unwrap_or_default();
+    assert!((before + DAY_MS..=now_ms() + 60_000 + DAY_MS).contains(&expires), "{expires}");
+    assert_reply(&reply, 200, &renewed(expires));
+
+    // A never-expiring managed token (expiry -1) counts as expired at ≥2.1.0 (§3.2); before,
+    // renewal turned it into an expiring one.
+    sim.set_ttl(None);
+    let never = issue(&sim, "alice").await;
+    assert_eq!((never.expires_in, sim.server_expiry(&never.token_id)), (-1, Some(-1)));
+    sim.set_version(KnoxVersion::V2_1);
+    assert_reply(&call(&sim, "PUT", ApiVersion::V2, "renew", "alice", &never.jwt).await, 400, &expired);
+    sim.set_version(KnoxVersion::V2_0);
+    assert_eq!(call(&sim, "PUT", ApiVersion::V1, "renew", "alice", &never.jwt).await.status, 200);
+    assert!(sim.server_expiry(&never.token_id).is_some_and(|e| e > now_ms()));
+}
+
+#[tokio::test]
+async fn renewal_stops_30_s_plus_an_interval_before_the_max_lifetime() {
+    let sim = start_managed(|o| {
+        o.renewers = vec!["alice".into()];
+        o.renew_interval = Duration::from_secs(5);
+        o.max_lifetime = Some(Duration::from_secs(45));
+    })
+    .await;
+    let token = issue(&sim, "alice").await;
+    let renew = |jwt: String| {
+        let sim = &sim;
+        async move { call(sim, "PUT", ApiVersion::V2, "renew", "alice", &jwt).await }
+    };
+    // Renewal needs now + 30 s + 5 s < issue + 45 s: fine until 10 s after issue, if each
+    // comes before the 5 s the previous one granted have run out.
+    for offset in [0, 4_000, 8_000] {
+        sim.set_clock_offset(offset);
+        assert_eq!(renew(token.jwt.clone()).await.status, 200, "{offset}");
+    }
+    let last = sim.server_expiry(&token.token_id);
+    sim.set_clock_offset(10_000);
+    let limit = failure("renewed", "The renewal limit for the token has been exceeded", 30);
+    assert_reply(&renew(token.jwt.clone()).await, 400, &limit);
+    assert_eq!((sim.server_expiry(&token.token_id), sim.renewals()), (last, 3));
+
+    // With a max lifetime below the 30 s buffer, not even the first renewal is allowed.
+    sim.set_clock_offset(0);
+    sim.set_max_lifetime(Some(Duration::from_secs(5)));
+    let short = issue(&sim, "alice").await;
+    assert_reply(&renew(short.jwt).await, 400, &limit);
+
+    // Unbounded (-1) at ≥2.1.0: renewals go on as long as the token has not expired.
+    sim.set_max_lifetime(None);
+    sim.set_renew_interval(Duration::from_secs(30 * 86_400));
+    let unbounded = issue(&sim, "alice").await;
+    for day in [0, 20, 40, 60] {
+        sim.set_clock_offset(day * DAY_MS);
+        assert_eq!(renew(unbounded.jwt.clone()).await.status, 200, "day {day}");
+    }
+    // Before KNOX-3019, -1 was added to the issue time: no renewal at all.
+    sim.set_clock_offset(0);
+    sim.set_version(KnoxVersion::V2_0);
+    let old = issue(&sim, "alice").await;
+    assert_reply(&call(&sim, "PUT", ApiVersion::V1, "renew", "alice", &old.jwt).await, 400, &limit);
+}
+
+#[tokio::test]
+async fn owners_and_renewers_may_revoke() {
+    let sim = start_managed(|o| o.renewers = vec!["carol".into()]).await;
+    let (a1, a2, a3) = (issue(&sim, "alice").await, issue(&sim, "alice").await, issue(&sim, "alice").await);
+    let revoke = |user: &'static str, body: String| {
+        let sim = &sim;
+        async move { call(sim, "DELETE", ApiVersion::V2, "revoke", user, &body).await }
+    };
+    let not_authorized = failure("revoked", "Caller (bob) not authorized to revoke tokens.", 20);
+    assert_reply(&revoke("bob", a1.token_id.clone()).await, 403, &not_authorized);
+    assert_reply(&revoke("bob", a1.jwt.clone()).await, 403, &not_authorized);
+    // The owner, by token id; a second time the token is unknown (code 50, unlike renew).
+    assert_reply(&revoke("alice", a1.token_id.clone()).await, 200, REVOKED);
+    let gone = failure("revoked", &unknown(&a1.token_id), 50);
+    assert_reply(&revoke("alice", a1.token_id.clone()).await, 400, &gone);
+    // Unknown is checked before authorization.
+    assert_reply(&revoke("bob", a1.token_id.clone()).await, 400, &gone);
+    // A whitelisted caller, by full JWT, on the deprecated v1 POST.
+    let reply = call(&sim, "POST", ApiVersion::V1, "revoke", "carol", &a2.jwt).await;
+    assert_reply(&reply, 200, REVOKED);
+    // Neither a UUID nor a JWT; and an id with a trailing newline is no UUID to Java.
+    let invalid =
+        failure("revoked", "Invalid serialized unsecured/JWS/JWE object: Missing part delimiters", 40);
+    assert_reply(&revoke("alice", "garbage".into()).await, 400, &invalid);
+    assert_reply(&revoke("alice", format!("{}\n", a3.token_id)).await, 400, &invalid);
+    // A JWT without knox.id makes Knox throw: Jersey's 500 page.
+    let no_id = revoke("alice", jwt_with(&serde_json::json!({"sub": "alice"}))).await;
+    assert_eq!((no_id.status, no_id.header("content-type")), (500, Some(HTML)));
+
+    assert_eq!(sim.revocations(), [a1.token_id.clone(), a2.token_id.clone()]);
+    assert_eq!((sim.stored_tokens("alice"), sim.server_expiry(&a2.token_id)), (1, None));
+    // Renewing a revoked token: unknown, code 30 (§3.2).
+    let reply = call(&sim, "PUT", ApiVersion::V2, "renew", "carol", &a2.jwt).await;
+    assert_reply(&reply, 400, &failure("renewed", &unknown(&a2.token_id), 30));
+    // Switched to unmanaged, Knox has no token state at all.
+    assert!(sim.server_expiry(&a3.token_id).is_some());
+    sim.set_managed(false);
+    assert_eq!((sim.stored_tokens("alice"), sim.server_expiry(&a3.token_id)), (0, None));
+}
+
+#[tokio::test]
+async fn batch_revocation_answers_the_last_failure() {
+    let sim = start_managed(|_| ()).await;
+    let (a1, a2, b1) = (issue(&sim, "alice").await, issue(&sim, "alice").await, issue(&sim, "bob").await);
+    let batch = |ids: &[&str]| {
+        let body = serde_json::to_string(ids).unwrap_or_default();
+        let sim = &sim;
+        async move { call(sim, "DELETE", ApiVersion::V2, "revokeTokens", "alice", &body).await }
+    };
+    let reply = batch(&[&a1.token_id, &b1.token_id, &a2.token_id]).await;
+    assert_reply(&reply, 403, &failure("revoked", "Caller (alice) not authorized to revoke tokens.", 20));
+    assert_eq!(sim.revocations(), [a1.token_id.clone(), a2.token_id.clone()]);
+    assert_reply(&batch(&[&a1.token_id]).await, 400, &failure("revoked", &unknown(&a1.token_id), 50));
+    let empty = batch(&[]).await;
+    assert_eq!((empty.status, empty.body.as_str()), (204, ""));
+    let reply = call(&sim, "DELETE", ApiVersion::V1, "revokeTokens", "alice", "not json").await;
+    assert_eq!(reply.status, 500);
+    assert_eq!(sim.stored_tokens("bob"), 1);
+}
+
+#[tokio::test]
+async fn enable_and_disable_answer_codes_60_70_and_50() {
+    let sim = start_managed(|_| ()).await;
+    let token = issue(&sim, "alice").await;
+    let set = |op: &'static str, user: &'static str, body: String| {
+        let sim = &sim;
+        async move { call(sim, "PUT", ApiVersion::V2, op, user, &body).await }
+    };
+    let disabled = "{\n  \"setEnabledFlag\": \"true\",\n  \"isEnabled\": \"false\"\n}\n";
+    let enabled = "{\n  \"setEnabledFlag\": \"true\",\n  \"isEnabled\": \"true\"\n}\n";
+    let id = token.token_id.clone();
+    // No caller authorization in the snapshot (§4.2): bob may disable alice's token.
+    assert_reply(&set("disable", "bob", id.clone()).await, 200, disabled);
+    let already = failure("setEnabledFlag", "Token is already disabled", 60);
+    assert_reply(&set("disable", "alice", id.clone()).await, 400, &already);
+    assert_reply(&call(&sim, "PUT", ApiVersion::V1, "enable", "alice", &id).await, 200, enabled);
+    let already = failure("setEnabledFlag", "Token is already enabled", 70);
+    assert_reply(&set("enable", "alice", id.clone()).await, 400, &already);
+    let stranger = "0badf00d-0000-4000-8000-00000000beef";
+    assert_reply(
+        &set("enable", "alice", stranger.into()).await,
+        400,
+        &failure("setEnabledFlag", &unknown(stranger), 50),
+    );
+    // Only a token id is accepted; a JWT is an unknown id, shown as Java's null.
+    let reply = set("disable", "alice", token.jwt.clone()).await;
+    assert_reply(&reply, 400, &failure("setEnabledFlag", "Unknown token: null", 50));
+
+    // Batch: JSON only (415 otherwise), no already-enabled/disabled checks, last failure wins.
+    let url = format!("{}/disableTokens", sim.token_url(ApiVersion::V2));
+    let (auth, json) = (basic("alice"), ("Content-Type", "application/json"));
+    let body = serde_json::to_string(&[&id]).unwrap_or_default();
+    let reply = send(&sim, "PUT", &url, &[("Authorization", &auth), PLAIN], &body).await;
+    assert_eq!(reply.status, 415);
+    for _ in 0..2 {
+        assert_reply(&send(&sim, "PUT", &url, &[("Authorization", &auth), json], &body).await, 200, disabled);
+    }
+    let body = serde_json::to_string(&[stranger, &id]).unwrap_or_default();
+    let url = format!("{}/enableTokens", sim.token_url(ApiVersion::V1));
+    let reply = send(&sim, "PUT", &url, &[("Authorization", &auth), json], &body).await;
+    assert_reply(&reply, 400, &failure("setEnabledFlag", &unknown(stranger), 50));
+    assert_reply(&set("enable", "alice", id).await, 400, &already);
+}
+
+#[tokio::test]
+async fn unmanaged_topologies_have_no_token_management() {
+    let sim = start_managed(|o| o.managed = false).await;
+    let token = issue(&sim, "alice").await;
+    for (op, verb) in [("enable", "enable"), ("disable", "disable")] {
+        let error = format!("Unable to {verb} tokens because token management is not configured");
+        let reply = call(&sim, "PUT", ApiVersion::V2, op, "alice", &token.token_id).await;
+        assert_reply(&reply, 400, &failure("setEnabledFlag", &error, 10));
+    }
+    let reply = call(&sim, "GET", ApiVersion::V2, "getUserTokens?userName=alice", "alice", "").await;
+    assert_reply(&reply, 503, "{\n  \"error\": \"Token management is not configured\"\n}\n");
+    // No limit applies, nothing is stored, and renewal is an echo that counts for nothing.
+    for _ in 0..11 {
+        issue(&sim, "alice").await;
+    }
+    assert_eq!((sim.stored_tokens("alice"), sim.server_expiry(&token.token_id)), (0, None));
+    assert_eq!(call(&sim, "PUT", ApiVersion::V2, "renew", "alice", &token.jwt).await.status, 200);
+    assert_eq!((sim.renewals(), sim.limit_errors()), (0, 0));
+}
+
+#[tokio::test]
+async fn get_user_tokens_lists_stored_tokens_in_knox_format() {
+    let sim = start_managed(|_| ()).await;
+    let a1 = acquire_as(&sim, "alice", "comment=first&md_app=keeper").await.json();
+    let a2 = acquire_as(&sim, "alice", "comment=%20&md_app=other").await.json();
+    let revoked = issue(&sim, "alice").await;
+    let b1 = issue(&sim, "bob").await;
+    call(&sim, "DELETE", ApiVersion::V2, "revoke", "alice", &revoked.token_id).await;
+    let (a1_id, a2_id) =
+        (a1["token_id"].as_str().unwrap_or_default(), a2["token_id"].as_str().unwrap_or_default());
+    // Expired but not evicted tokens are listed.
+    sim.set_clock_offset(60_000);
+    let list = |query: &'static str| {
+        let sim = &sim;
+        async move {
+            let reply =
+                call(sim, "GET", ApiVersion::V2, &format!("getUserTokens?{query}"), "carol", "").await;
+            assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+            reply
+        }
+    };
+    let ids = |reply: &Reply| -> Vec<String> {
+        let tokens = reply.json()["tokens"].as_array().cloned().unwrap_or_default();
+        tokens.iter().map(|t| t["tokenId"].as_str().unwrap_or_default().to_owned()).collect()
+    };
+    let reply = list("userName=alice").await;
+    assert!(reply.body.starts_with(r#"{"tokens":[{"tokenId":""#), "compact, Jackson's order: {}", reply.body);
+    assert_eq!(ids(&reply), [a1_id, a2_id]);
+    let first = &reply.json()["tokens"][0];
+    let (issued, expires, max) = (
+        first["issueTimeLong"].as_i64(),
+        first["expirationLong"].as_i64(),
+        first["maxLifetimeLong"].as_i64(),
+    );
+    let (Some(issued), Some(expires), Some(max)) = (issued, expires, max) else { panic!("{first}") };
+    assert_eq!((expires, max - issued), (a1["expires_in"].as_i64().unwrap_or_default(), 7 * DAY_MS));
+    assert_eq!(first["issueTime"], knox_date(issued));
+    assert_eq!(first["expiration"], knox_date(expires));
+    assert_eq!(first["maxLifetime"], knox_date(max));
+    let metadata = serde_json::json!({
+        "userName": "alice", "comment": "first", "enabled": true, "createdBy": null,
+        "customMetadataMap": {"app": "keeper"}, "lastUsedAt": null, "type": "JWT", "thirdPartyApp": false,
+    });
+    assert_eq!(first["metadata"], metadata);
+    assert_eq!(reply.json()["tokens"][1]["metadata"]["comment"], Value::Null, "a blank comment is null");
+
+    for (query, expected) in [
+        ("allTokens=true", vec![a1_id, a2_id, &b1.token_id]),
+        ("", vec![a1_id, a2_id, &b1.token_id]),
+        ("userNameOrCreatedBy=bob", vec![&b1.token_id]),
+        ("createdBy=alice", vec![]),
+        ("userName=alice&md_app=keeper", vec![a1_id]),
+        ("userName=alice&md_app=*", vec![a1_id, a2_id]),
+        ("allTokens=true&md_app=other&md_app=keeper", vec![a1_id, a2_id]),
+        ("userName=nobody", vec![]),
+    ] {
+        assert_eq!(ids(&list(query).await), expected, "{query}");
+    }
+
+    // Disabled shows in the metadata; never-expiring and unbounded tokens read "Never" and
+    // "Unbounded".
+    call(&sim, "PUT", ApiVersion::V2, "disable", "alice", a1_id).await;
+    sim.set_options(|o| {
+        o.ttl = None;
+        o.max_lifetime = None;
+    });
+    let never = issue(&sim, "carol").await;
+    let reply = list("userName=carol").await;
+    let token = &reply.json()["tokens"][0];
+    assert_eq!(
+        (&token["tokenId"], &token["expiration"], &token["maxLifetime"]),
+        (&never.token_id.clone().into(), &"Never".into(), &"Unbounded".into())
+    );
+    assert_eq!((token["expirationLong"].as_i64(), token["maxLifetimeLong"].as_i64()), (Some(-1), Some(-1)));
+    assert_eq!(list("userName=alice").await.json()["tokens"][0]["metadata"]["enabled"], false);
+
+    // A day later alice's tokens are evicted; carol's never-expiring one stays.
+    sim.set_clock_offset(DAY_MS + 60_000);
+    assert_eq!(ids(&list("").await), [never.token_id.as_str()]);
+}
+
+#[tokio::test]
+async fn token_limit_returns_the_non_json_403() {
+    let sim = start_managed(|_| ()).await;
+    // Knox's default limit is 10 (§10 testConfiguredTokenLimitPerUser / ...Exceeded).
+    for _ in 0..10 {
+        issue(&sim, "alice").await;
+    }
+    let reply = acquire_as(&sim, "alice", "").await;
+    assert_reply(&reply, 403, TOKEN_LIMIT_EXCEEDED);
+    assert!(serde_json::from_str::<Value>(&reply.body).is_err(), "the body is not JSON");
+    assert_eq!((sim.acquisitions(), sim.limit_errors(), sim.stored_tokens("alice")), (10, 1, 10));
+    // The limit is per user.
+    issue(&sim, "bob").await;
+    // A revoked token frees a slot.
+    let oldest = sim.issued()[0].token_id.clone();
+    call(&sim, "DELETE", ApiVersion::V2, "revoke", "alice", &oldest).await;
+    issue(&sim, "alice").await;
+    // Lowering the limit below what a user holds refuses the next request
+    // (testTokenLimitChangeAfterAlreadyHavingTokens); -1 is unlimited.
+    sim.set_token_limit(Some(4));
+    assert_eq!(acquire_as(&sim, "alice", "").await.status, 403);
+    sim.set_token_limit(None);
+    issue(&sim, "alice").await;
+    assert_eq!((sim.limit_errors(), sim.stored_tokens("alice")), (2, 11));
+}
+
+#[tokio::test]
+async fn remove_oldest_revokes_the_oldest_token_instead() {
+    let sim = start_managed(|o| {
+        o.token_limit = Some(3);
+        o.limit_action = LimitAction::RemoveOldest;
+        o.renewers = vec!["alice".into()];
+    })
+    .await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(issue(&sim, "alice").await.token_id);
+    }
+    assert_eq!((sim.stored_tokens("alice"), sim.limit_errors()), (3, 0));
+    assert_eq!(sim.revocations(), ids[..2]);
+    let reply = call(&sim, "GET", ApiVersion::V2, "getUserTokens?userName=alice", "alice", "").await;
+    let listed: Vec<Value> = reply.json()["tokens"].as_array().cloned().unwrap_or_default();
+    let listed: Vec<&str> = listed.iter().filter_map(|t| t["tokenId"].as_str()).collect();
+    assert_eq!(listed, ids[2..]);
+    let first = sim.issued()[0].jwt.clone();
+    let reply = call(&sim, "PUT", ApiVersion::V2, "renew", "alice", &first).await;
+    assert_reply(&reply, 400, &failure("renewed", &unknown(&ids[0]), 30));
+
+    // A limit of 0 leaves nothing to remove: Knox throws.
+    sim.set_token_limit(Some(0));
+    sim.set_options(|o| o.users.push(("dave".into(), "dave-password".into())));
+    assert_eq!(acquire_as(&sim, "dave", "").await.status, 500);
+}
+
+#[tokio::test]
+async fn expired_tokens_count_toward_the_limit_until_evicted() {
+    let sim = start_managed(|o| o.token_limit = Some(2)).await;
+    issue(&sim, "alice").await;
+    issue(&sim, "alice").await;
+    // The 30 s tokens have expired, but stay stored for the 24 h grace.
+    for offset in [31_000, DAY_MS + 25_000] {
+        sim.set_clock_offset(offset);
+        assert_eq!(
+            (acquire_as(&sim, "alice", "").await.status, sim.stored_tokens("alice")),
+            (403, 2),
+            "{offset}"
+        );
+    }
+    sim.set_clock_offset(DAY_MS + 31_000);
+    assert_eq!(sim.stored_tokens("alice"), 0);
+    issue(&sim, "alice").await;
+    // Eviction is final, even when Knox's clock goes back.
+    sim.set_clock_offset(0);
+    assert_eq!(sim.stored_tokens("alice"), 1);
+}
+
+#[tokio::test]
+async fn eviction_grace_runs_on_real_time_too() {
+    let sim = start_managed(|o| {
+        o.token_limit = Some(1);
+        o.eviction_grace = Duration::from_millis(300);
+    })
+    .await;
+    assert_eq!(acquire_as(&sim, "alice", "lifespan=PT0.3S").await.status, 200);
+    assert_eq!(acquire_as(&sim, "alice", "").await.status, 403);
+    // Expiry (300 ms) plus grace (300 ms) is what this test is about.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert_eq!(acquire_as(&sim, "alice", "").await.status, 200);
+}
+
+#[tokio::test]
+async fn concurrent_acquisitions_cannot_overrun_the_limit() {
+    let sim = start_managed(|o| o.token_limit = Some(3)).await;
+    let (addr, url) = (sim.addr(), sim.token_url(ApiVersion::V2));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..6 {
+        let url = url.clone();
+        tasks.spawn(async move {
+            let mut conn = Conn::open(addr).await.expect("connecting to the sim");
+            conn.send("GET", &url, &[ALICE], "").await.expect("a complete response").status
+        });
+    }
+    let mut statuses = tasks.join_all().await;
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 200, 403, 403, 403]);
+    assert_eq!((sim.stored_tokens("alice"), sim.limit_errors()), (3, 3));
+}
+
+#[tokio::test]
+async fn version_profiles_have_their_verbs() {
+    use KnoxVersion::{V1_5, V2_0, V2_1};
+    use Route::{Allowed, NotAllowed, NotFound};
+    /// What Jersey makes of a method and path.
+    #[derive(Debug)]
+    enum Route {
+        /// Reaches the handler: neither 404 nor 405.
+        Allowed,
+        NotFound,
+        /// 405 with this `Allow` header.
+        NotAllowed(&'static str),
+    }
+    let cases = [
+        (V2_1, "GET", "v2/token", Allowed),
+        (V2_1, "PUT", "v2/token/renew", Allowed),
+        (V2_1, "POST", "v2/token/renew", NotAllowed("PUT")),
+        (V2_1, "POST", "v1/token/renew", Allowed),
+        (V2_1, "PUT", "v1/token/renew", NotAllowed("POST")),
+        (V2_1, "DELETE", "v2/token/revoke", Allowed),
+        (V2_1, "POST", "v1/token/revoke", Allowed),
+        (V2_1, "DELETE", "v1/token/revoke", NotAllowed("POST")),
+        (V2_1, "PUT", "v2/token/enable", Allowed),
+        (V2_1, "POST", "v1/token/disable", NotAllowed("PUT")),
+        (V2_1, "GET", "v2/token/getUserTokens", Allowed),
+        (V2_1, "DELETE", "v2/token/revokeTokens", Allowed),
+        (V2_1, "GET", "v2/token/enableTokens", NotAllowed("PUT")),
+        (V2_0, "GET", "v2/token", NotFound),
+        (V2_0, "PUT", "v2/token/renew", NotFound),
+        (V2_0, "PUT", "v1/token/renew", Allowed),
+        (V2_0, "POST", "v1/token/renew", NotAllowed("PUT")),
+        (V2_0, "DELETE", "v1/token/revoke", Allowed),
+        (V2_0, "POST", "v1/token/revoke", NotAllowed("DELETE")),
+        (V2_0, "PUT", "v1/token/enable", Allowed),
+        (V2_0, "GET", "v1/token/getUserTokens", Allowed),
+        (V2_0, "DELETE", "v1/token/revokeTokens", NotFound),
+        (V1_5, "GET", "v1/token", Allowed),
+        (V1_5, "GET", "v2/token", NotFound),
+        (V1_5, "DELETE", "v2/token/revoke", NotFound),
+        (V1_5, "POST", "v1/token/renew", Allowed),
+        (V1_5, "PUT", "v1/token/renew", NotAllowed("POST")),
+        (V1_5, "POST", "v1/token/revoke", Allowed),
+        (V1_5, "DELETE", "v1/token/revoke", NotAllowed("POST")),
+        (V1_5, "PUT", "v1/token/enable", NotFound),
+        (V1_5, "GET", "v1/token/getUserTokens", NotFound),
+        (V1_5, "GET", "v1/token/getTssStatus", Allowed),
+    ];
+    let sim = start_managed(|_| ()).await;
+    let api = format!("{}/knoxtoken/api", sim.base_url());
+    for (version, method, path, expected) in cases {
+        sim.set_version(version);
+        let reply = send(&sim, method, &format!("{api}/{path}"), &[ALICE, XSRF], "").await;
+        let what = format!("{version:?} {method} {path}: {}", reply.status);
+        let (status, allow) = match expected {
+            Allowed => {
+                assert!(![404, 405].contains(&reply.status), "{what}");
+                continue;
+            }
+            NotFound => (404, None),
+            NotAllowed(allow) => (405, Some(allow)),
+        };
+        assert_eq!((reply.status, reply.header("allow")), (status, allow), "{what}");
+        assert_eq!(reply.header("content-type"), Some(HTML), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn knox_1_5_has_no_codes_no_token_id_and_revokes_by_jwt_only() {
+    let sim = start_managed(|o| {
+        o.version = KnoxVersion::V1_5;
+        o.renewers = vec!["carol".into()];
+    })
+    .await;
+    let body = acquire_as(&sim, "alice", "").await.json();
+    let mut fields: Vec<&String> = body.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+    fields.sort();
+    assert_eq!(fields, ["access_token", "endpoint_public_cert", "expires_in", "token_type"]);
+    let token = sim.issued().pop().expect("a token was issued");
+
+    let no_code =
+        |field: &str, error: &str| format!("{{\n  \"{field}\": \"false\",\n  \"error\": \"{error}\"\n}}\n");
+    let reply = call(&sim, "POST", ApiVersion::V1, "renew", "alice", &token.jwt).await;
+    assert_reply(&reply, 403, &no_code("renewed", "Caller (alice) not authorized to renew tokens."));
+    // Owners may not revoke before 1.6.0, and nobody by token id.
+    let reply = call(&sim, "POST", ApiVersion::V1, "revoke", "alice", &token.jwt).await;
+    assert_reply(&reply, 403, &no_code("revoked", "Caller (alice) not authorized to revoke tokens."));
+    let reply = call(&sim, "POST", ApiVersion::V1, "revoke", "carol", &token.token_id).await;
+    let invalid = "Invalid serialized unsecured/JWS/JWE object: Missing part delimiters";
+    assert_reply(&reply, 400, &no_code("revoked", invalid));
+    // Expired tokens could still be renewed.
+    sim.set_clock_offset(60_000);
+    assert_eq!(call(&sim, "POST", ApiVersion::V1, "renew", "carol", &token.jwt).await.status, 200);
+    assert_reply(&call(&sim, "POST", ApiVersion::V1, "revoke", "carol", &token.jwt).await, 200, REVOKED);
+    let reply = call(&sim, "POST", ApiVersion::V1, "renew", "carol", &token.jwt).await;
+    assert_reply(&reply, 400, &no_code("renewed", &unknown(&token.token_id)));
+
+    // JWKS was a Java Map.toString() before 2.1.0.
+    let url = format!("{}/knoxtoken/api/v1/jwks.json", sim.base_url());
+    let jwks = send(&sim, "GET", &url, &[], "").await.body;
+    assert!(jwks.starts_with("{keys=[{kty=RSA, e=AQAB, use=sig, kid=") && jwks.ends_with("}]}"), "{jwks}");
+}
+
+#[tokio::test]
+async fn knox_2_0_adds_passcode_and_owner_revocation() {
+    let sim = start_managed(|o| o.version = KnoxVersion::V2_0).await;
+    let body = acquire_as(&sim, "alice", "").await.json();
+    let token_id = body["token_id"].as_str().unwrap_or_default();
+    assert_eq!(body["managed"], "true");
+    // passcode = base64(base64(token_id) + "::" + base64(uuid)) (§8).
+    let decode = |s: &str| String::from_utf8(STANDARD.decode(s).unwrap_or_default()).unwrap_or_default();
+    let outer = decode(body["passcode"].as_str().unwrap_or_default());
+    let (id, secret) = outer.split_once("::").unwrap_or_default();
+    assert_eq!(decode(id), token_id);
+    assert!(is_java_uuid(&decode(secret)), "{outer}");
+    let reply = call(&sim, "DELETE", ApiVersion::V1, "revoke", "alice", token_id).await;
+    assert_reply(&reply, 200, REVOKED);
+
+    let url = format!("{}/getTssStatus", sim.token_url(ApiVersion::V1));
+    let status = send(&sim, "GET", &url, &[ALICE], "").await.json();
+    assert_eq!(status["actualTssBackend"], "AliasBasedTokenStateService");
+    assert_eq!(status["allowedTssForTokengen"], "true");
+
+    sim.set_managed(false);
+    let body = acquire_as(&sim, "alice", "").await.json();
+    assert_eq!((&body["managed"], body.get("passcode")), (&"false".into(), None));
+}
+
+#[test]
+fn store_sorts_by_issue_time_then_id_and_evicts_after_grace() {
+    let mut store = TokenStore::default();
+    for (id, issued, expiry) in [("b", 10, 100), ("a", 10, 200), ("c", 5, -1), ("d", 1, 50)] {
+        store.add(StoredToken::new(id.into(), "alice".into(), issued, expiry, None));
+    }
+    let order = |store: &TokenStore| store.sorted().iter().map(|t| t.id.clone()).collect::<Vec<_>>();
+    assert_eq!(order(&store), ["d", "c", "a", "b"]);
+    store.sweep(59, 10);
+    assert_eq!(order(&store), ["d", "c", "a", "b"]);
+    store.sweep(60, 10);
+    assert_eq!(order(&store), ["c", "a", "b"], "expiry + grace <= now evicts");
+    store.set_expiry("b", 500);
+    store.sweep(300, 10);
+    assert_eq!(order(&store), ["c", "b"], "a renewal postpones eviction");
+    store.sweep(i64::MAX / 2, 10);
+    assert_eq!(order(&store), ["c"], "never-expiring tokens are never evicted");
+    assert!(store.revoke("c") && !store.revoke("c") && store.user_tokens("alice").is_empty());
+}
+
+#[test]
+fn knox_dates_and_id_display_match_java() {
+    let check = |ms: i64, text: &str| assert_eq!(knox_date(ms), text, "{ms}");
+    check(0, "1970-01-01T00:00:00.000+0000");
+    check(1_636_625_710_123, "2021-11-11T10:15:10.123+0000");
+    check(951_782_400_000, "2000-02-29T00:00:00.000+0000");
+    check(-1, "1969-12-31T23:59:59.999+0000");
+    check(4_102_444_799_999, "2099-12-31T23:59:59.999+0000");
+
+    assert_eq!(id_display("d161cac1-f93e-4229-a0dd-3a77ab914871"), "d161cac1...3a77ab914871");
+    assert_eq!(id_display("not-a-uuid"), "null");
+    for (text, expected) in [
+        ("d161cac1-f93e-4229-a0dd-3a77ab914871", true),
+        ("1-2-3-4-5", true),
+        ("d161cac1-f93e-4229-a0dd-3a77ab914871\n", false),
+        ("d161cac1-f93e-4229-a0dd-3a77ab9148711", false),
+        ("g161cac1-f93e-4229-a0dd-3a77ab914871", false),
+        ("1-2-3-4", false),
+        ("1-2--4-5", false),
+        ("eyJhbGciOiJSUzI1NiJ9.e30.c2ln", false),
+    ] {
+        assert_eq!(is_java_uuid(text), expected, "{text:?}");
+    }
+}
+
+#[test]
+fn versions_and_limit_actions_parse_from_the_command_line() {
+    use KnoxVersion::{V1_5, V2_0, V2_1};
+    for (text, expected) in [
+        ("1.4.0", Ok(V1_5)),
+        ("1.5", Ok(V1_5)),
+        ("1.4-1.5", Ok(V1_5)),
+        ("1.6.1", Ok(V2_0)),
+        ("1.6-2.0", Ok(V2_0)),
+        ("v2.0.0", Ok(V2_0)),
+        ("2.1", Ok(V2_1)),
+        ("2.1+", Ok(V2_1)),
+        ("2.2.0", Ok(V2_1)),
+        ("3.0", Ok(V2_1)),
+    ] {
+        assert_eq!(text.parse::<KnoxVersion>(), expected, "{text}");
+    }
+    for bad in ["1.3", "latest", "", "2"] {
+        assert!(bad.parse::<KnoxVersion>().is_err(), "{bad}");
+    }
+    assert_eq!("REMOVE_OLDEST".parse(), Ok(LimitAction::RemoveOldest));
+    assert_eq!("return-error".parse(), Ok(LimitAction::ReturnError));
+    assert!("drop".parse::<LimitAction>().is_err());
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod blackbox;
 mod failures;
 mod harness;
 mod inprocess;
+mod knox_lifecycle;
 mod lifecycle;
 mod tidy;
 mod tls;

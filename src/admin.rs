@@ -1,0 +1,245 @@
+//! `token-keeper tokens list|revoke|enable|disable`: Knox's token management API (knox-api.md
+//! §4) from the command line, with a cluster's configured URL and credentials.
+//!
+//! Knox's error codes (§5) become exit codes and one-line messages, so scripts can tell "already
+//! disabled" from "not allowed" without parsing Knox's hand-made JSON.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context as _};
+use reqwest::StatusCode;
+
+use crate::config::{self, Auth, Cluster, Env};
+use crate::knox::answer::{self, Answer};
+use crate::knox::{wire, Flavor, KnoxClient, Op};
+use crate::output::{self, rfc3339};
+use crate::secret::Secret;
+
+/// What to do with the token API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// `getUserTokens?userName=<user>`.
+    List {
+        /// Print Knox's JSON instead of a table.
+        json: bool,
+        /// Whose tokens (default: the cluster's user).
+        user: Option<String>,
+    },
+    /// Revoke a token by id.
+    Revoke(String),
+    /// Enable a disabled token.
+    Enable(String),
+    /// Disable a token.
+    Disable(String),
+}
+
+/// Exit codes of `tokens` (besides 0 ok, 1 runtime failure, 2 usage or config error).
+pub mod exit {
+    /// Knox does not know the token (code 50).
+    pub const UNKNOWN_TOKEN: u8 = 3;
+    /// Not authorized (code 20, or 403).
+    pub const NOT_AUTHORIZED: u8 = 4;
+    /// Already in the requested state (codes 60, 70).
+    pub const ALREADY: u8 = 5;
+    /// Token management is not configured on the topology (code 10, or 503 for listing).
+    pub const NOT_CONFIGURED: u8 = 6;
+    /// Any other refusal (codes 40, 80, 90, or none).
+    pub const REFUSED: u8 = 7;
+}
+
+/// Runs `action` against `cluster` (or the default cluster) of the config at `config_path`.
+pub async fn run(config_path: &Path, cluster: Option<&str>, action: Action) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path, &Env::from_process())?;
+    let c = crate::app::pick_cluster(&config, config_path, cluster)?;
+    let client = KnoxClient::new(&c.transport)?;
+    match action {
+        Action::List { json, user } => list(c, &client, json, user).await,
+        Action::Revoke(id) => change(c, &client, Op::Revoke, &id).await,
+        Action::Enable(id) => change(c, &client, Op::Enable, &id).await,
+        Action::Disable(id) => change(c, &client, Op::Disable, &id).await,
+    }
+}
+
+/// Whose tokens to list: `--user`, else the Basic user, else the published token's subject.
+fn owner(cluster: &Cluster, user: Option<String>) -> anyhow::Result<String> {
+    if let Some(u) = user {
+        return Ok(u);
+    }
+    if let Auth::Basic { user, .. } = &cluster.auth {
+        return Ok(user.clone());
+    }
+    let published = output::read_published(cluster)?;
+    let subject = published.and_then(|p| {
+        jsonwebtoken::dangerous::insecure_decode::<wire::Claims>(p.jwt.expose()).ok()?.claims.sub
+    });
+    subject.with_context(|| {
+        format!("cluster {:?} authenticates without a user name and has no published token to take it from: pass --user", cluster.name)
+    })
+}
+
+async fn list(
+    cluster: &Cluster,
+    client: &KnoxClient,
+    json: bool,
+    user: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let user = owner(cluster, user)?;
+    let (status, body) = client.user_tokens(cluster, &user).await?;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return Ok(refusal(
+            exit::NOT_CONFIGURED,
+            "token management is not configured on this topology (getUserTokens answered 503)",
+        ));
+    }
+    if status == StatusCode::FORBIDDEN {
+        return Ok(refusal(exit::NOT_AUTHORIZED, &format!("not authorized to list the tokens of {user:?}")));
+    }
+    if !status.is_success() {
+        return Ok(refusal(
+            exit::REFUSED,
+            &format!("getUserTokens answered {status}: {}", crate::knox::error::snippet(&body)),
+        ));
+    }
+    let parsed: wire::UserTokens = serde_json::from_str(&body)
+        .with_context(|| format!("getUserTokens answered {status} with a body that is not a token list"))?;
+    let mut out = std::io::stdout().lock();
+    if json {
+        // Knox's own JSON, checked above to be a token list, on one line.
+        let value: serde_json::Value = serde_json::from_str(&body)?;
+        writeln!(out, "{value}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<38} {:<22} {:<22} {:<22} {:<8} LAST USED",
+        "TOKEN ID", "ISSUED", "EXPIRES", "MAX LIFETIME", "ENABLED"
+    )?;
+    for t in &parsed.tokens {
+        let time = |ms: Option<i64>, never: &str| match ms {
+            Some(ms) if ms >= 0 => rfc3339(crate::knox::from_epoch_ms(ms)),
+            Some(_) => never.to_owned(),
+            None => "-".to_owned(),
+        };
+        let meta = t.metadata.as_ref();
+        let enabled = match meta.and_then(|m| m.enabled.as_ref()) {
+            Some(serde_json::Value::Bool(b)) => b.to_string(),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            _ => "-".to_owned(),
+        };
+        let last_used = match meta.and_then(|m| m.last_used_at.as_ref()) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => {
+                n.as_i64().map_or_else(|| n.to_string(), |ms| rfc3339(crate::knox::from_epoch_ms(ms)))
+            }
+            _ => "-".to_owned(),
+        };
+        writeln!(
+            out,
+            "{:<38} {:<22} {:<22} {:<22} {:<8} {last_used}",
+            t.token_id,
+            time(t.issue_time_long, "-"),
+            time(t.expiration_long, "never"),
+            time(t.max_lifetime_long, "unbounded"),
+            enabled
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn change(cluster: &Cluster, client: &KnoxClient, op: Op, id: &str) -> anyhow::Result<ExitCode> {
+    if id.trim().is_empty() {
+        bail!("a token id is required");
+    }
+    let mut flavor = Flavor::default();
+    let (status, body) = client.token_op(cluster, op, &Secret::new(id.trim()), &mut flavor).await?;
+    let parsed = answer::parse(&body);
+    if status.is_success() && parsed.ok != Some(false) {
+        let mut out = std::io::stdout().lock();
+        out.write_all(body.as_bytes())?;
+        if !body.ends_with('\n') {
+            writeln!(out)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (code, message) = explain(op, status.as_u16(), &parsed);
+    Ok(refusal(code, &message))
+}
+
+/// The exit code and one-line message for a refused `op` (knox-api.md §4.1, §4.2, §5).
+pub fn explain(op: Op, status: u16, a: &Answer) -> (u8, String) {
+    let verb = match op {
+        Op::Revoke => "revoke",
+        Op::Enable => "enable",
+        Op::Disable => "disable",
+        Op::Renew => "renew",
+    };
+    let knox = a.error.as_deref().map(|e| format!(" (Knox: {e})")).unwrap_or_default();
+    match (a.code, status) {
+        (Some(50), _) => (
+            exit::UNKNOWN_TOKEN,
+            "token is unknown to Knox (already revoked, or evicted after expiry)".into(),
+        ),
+        (Some(60), _) => (exit::ALREADY, "token is already disabled".into()),
+        (Some(70), _) => (exit::ALREADY, "token is already enabled".into()),
+        (Some(10), _) => (exit::NOT_CONFIGURED, "token management is not configured on this topology".into()),
+        (Some(20), _) | (None, 403) => {
+            (exit::NOT_AUTHORIZED, format!("not authorized to {verb} this token{knox}"))
+        }
+        (Some(80), _) => (exit::REFUSED, "a disabled KnoxSSO cookie cannot be enabled".into()),
+        (Some(40), _) => (exit::REFUSED, format!("Knox could not parse the token id{knox}")),
+        _ => (exit::REFUSED, format!("Knox refused to {verb} the token: {status}{knox}")),
+    }
+}
+
+fn refusal(code: u8, message: &str) -> ExitCode {
+    tracing::error!("{message}");
+    ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn knox_codes_become_exit_codes() {
+        let a = |code: Option<i64>, error: &str| Answer {
+            ok: Some(false),
+            expires: None,
+            error: Some(error.into()),
+            code,
+        };
+        let check = |op: Op, status: u16, answer: Answer, code: u8, fragment: &str| {
+            let (c, m) = explain(op, status, &answer);
+            assert_eq!(c, code, "{m}");
+            assert!(m.contains(fragment), "{m}");
+        };
+        check(Op::Disable, 400, a(Some(60), "Token is already disabled"), exit::ALREADY, "already disabled");
+        check(Op::Enable, 400, a(Some(70), "Token is already enabled"), exit::ALREADY, "already enabled");
+        check(Op::Revoke, 400, a(Some(50), "Unknown token: a...b"), exit::UNKNOWN_TOKEN, "unknown");
+        check(
+            Op::Revoke,
+            403,
+            a(Some(20), "Caller (bob) not authorized to revoke tokens."),
+            exit::NOT_AUTHORIZED,
+            "not authorized to revoke",
+        );
+        check(Op::Revoke, 403, Answer::default(), exit::NOT_AUTHORIZED, "not authorized to revoke");
+        check(
+            Op::Disable,
+            400,
+            a(Some(10), "Unable to disable tokens because token management is not configured"),
+            exit::NOT_CONFIGURED,
+            "not configured",
+        );
+        check(
+            Op::Enable,
+            400,
+            a(Some(80), "Disabled KnoxSSO Cookies cannot not be enabled"),
+            exit::REFUSED,
+            "KnoxSSO",
+        );
+        check(Op::Revoke, 400, Answer::default(), exit::REFUSED, "400");
+    }
+}
