@@ -265,12 +265,16 @@ pub fn status(config_path: &Path) -> anyhow::Result<bool> {
     let config = config::load(config_path, &Env::from_process())?;
     let now = SystemTime::now();
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<20} {:<38} {:<22} {:>8}  STATE", "CLUSTER", "TOKEN ID", "EXPIRES", "LEFT")?;
+    writeln!(
+        out,
+        "{:<20} {:<38} {:<22} {:>8} {:>10}  STATE",
+        "CLUSTER", "TOKEN ID", "EXPIRES", "LEFT", "KNOX CLOCK"
+    )?;
     let mut all_fresh = true;
     for c in &config.clusters {
-        let (id, expires, left, state) = match output::read_published(c) {
-            Ok(None) => ("-".into(), "-".into(), "-".into(), "not published".to_owned()),
-            Err(e) => ("-".into(), "-".into(), "-".into(), format!("unreadable: {e:#}")),
+        let (id, expires, left, clock, state) = match output::read_published(c) {
+            Ok(None) => ("-".into(), "-".into(), "-".into(), "-".into(), "not published".to_owned()),
+            Err(e) => ("-".into(), "-".into(), "-".into(), "-".into(), format!("unreadable: {e:#}")),
             Ok(Some(p)) => {
                 let id = p.token_id.clone().unwrap_or_else(|| "-".into());
                 let (expires, left, state) = match (p.expires_at_ms, p.remaining_ms(now)) {
@@ -294,13 +298,24 @@ pub fn status(config_path: &Path) -> anyhow::Result<bool> {
                     }
                     _ => state,
                 };
-                (id, expires, left, state)
+                (id, expires, left, signed(p.knox_clock_offset_ms), state)
             }
         };
         all_fresh &= state == "fresh";
-        writeln!(out, "{:<20} {:<38} {:<22} {:>8}  {state}", c.name, id, expires, left)?;
+        writeln!(out, "{:<20} {:<38} {:<22} {:>8} {:>10}  {state}", c.name, id, expires, left, clock)?;
     }
     Ok(all_fresh)
+}
+
+/// Knox's clock offset for people: "+2h", "-90s", "0s" (below a second is noise: the
+/// `Date` header has one-second resolution).
+fn signed(ms: i64) -> String {
+    if ms.abs() < 1000 {
+        return "0s".into();
+    }
+    let sign = if ms < 0 { '-' } else { '+' };
+    // Rounded to the second: the estimate is the middle of a `Date` second.
+    format!("{sign}{}", human(Duration::from_secs((ms.unsigned_abs() + 500) / 1000)))
 }
 
 /// `token-keeper token`: writes the published token in `format` to stdout, byte for byte

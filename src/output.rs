@@ -45,6 +45,9 @@ pub struct Published {
     pub stale: bool,
     /// The last refresh error, when stale.
     pub last_error: Option<String>,
+    /// Knox's clock minus this host's, in ms, as measured when the token arrived. The expiry
+    /// is on Knox's clock; readers add this to their own clock to compare.
+    pub knox_clock_offset_ms: i64,
 }
 
 impl Published {
@@ -64,13 +67,14 @@ impl Published {
             acquired_at: token.acquired_at,
             stale: false,
             last_error: None,
+            knox_clock_offset_ms: token.clock_offset_ms,
         }
     }
 
-    /// Time left at `now` (this host's clock), or `None` if it never expires. Negative when
-    /// expired.
+    /// Time left at `now` (this host's clock, corrected to Knox's by the measured offset), or
+    /// `None` if it never expires. Negative when expired.
     pub fn remaining_ms(&self, now: SystemTime) -> Option<i64> {
-        self.expires_at_ms.map(|e| e - crate::knox::epoch_ms(now))
+        self.expires_at_ms.map(|e| e - (crate::knox::epoch_ms(now) + self.knox_clock_offset_ms))
     }
 }
 
@@ -79,7 +83,8 @@ impl Published {
 /// The json object has the keys, in this order: `access_token`, `token_type`, `token_id`,
 /// `expires_at` (RFC 3339 UTC, or null for never), `expires_at_ms` (epoch ms, or -1),
 /// `jwt_exp` (epoch seconds or null), `managed`, `target_url` (or null), `cluster`,
-/// `generation`, `acquired_at` (RFC 3339 UTC), and, only while refreshing keeps failing past
+/// `generation`, `acquired_at` (RFC 3339 UTC), `knox_clock_offset_ms` (Knox's clock minus
+/// this host's, as measured at acquisition), and, only while refreshing keeps failing past
 /// the refresh point, `stale` (true) and `last_error`. `expires_at` is the expiry that
 /// matters to the consumers: the earlier of Knox's `expires_in` and the JWT's `exp`, or the
 /// server-side expiry when they validate through the gateway.
@@ -103,7 +108,7 @@ pub fn render(format: Format, p: &Published, env_var: &str) -> Vec<u8> {
             format!(
                 "{{\"access_token\":{},\"token_type\":{},\"token_id\":{},\"expires_at\":{},\
                  \"expires_at_ms\":{},\"jwt_exp\":{},\"managed\":{},\"target_url\":{},\
-                 \"cluster\":{},\"generation\":{},\"acquired_at\":{}{stale}}}\n",
+                 \"cluster\":{},\"generation\":{},\"acquired_at\":{},\"knox_clock_offset_ms\":{}{stale}}}\n",
                 s(jwt),
                 s(&p.token_type),
                 opt(p.token_id.as_deref()),
@@ -115,6 +120,7 @@ pub fn render(format: Format, p: &Published, env_var: &str) -> Vec<u8> {
                 s(&p.cluster),
                 p.generation,
                 s(&rfc3339(p.acquired_at)),
+                p.knox_clock_offset_ms,
             )
             .into_bytes()
         }
@@ -172,6 +178,7 @@ fn parse_json(text: &str, cluster: &str) -> anyhow::Result<Published> {
         acquired_at,
         stale: v.get("stale").and_then(Value::as_bool).unwrap_or(false),
         last_error: str_of("last_error"),
+        knox_clock_offset_ms: v.get("knox_clock_offset_ms").and_then(Value::as_i64).unwrap_or(0),
     })
 }
 
@@ -206,6 +213,7 @@ fn parse_wrapped(format: Format, text: &str, env_var: &str, cluster: &str) -> an
         acquired_at: SystemTime::UNIX_EPOCH,
         stale: false,
         last_error: None,
+        knox_clock_offset_ms: 0,
     })
 }
 

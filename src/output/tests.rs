@@ -21,6 +21,7 @@ fn published() -> Published {
         acquired_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         stale: false,
         last_error: None,
+        knox_clock_offset_ms: -1500,
     }
 }
 
@@ -44,7 +45,7 @@ fn formats_byte_for_byte() {
              \"token_id\":\"d161cac1-f93e-4229-a0dd-3a77ab914871\",\
              \"expires_at\":\"2023-11-14T22:13:50Z\",\"expires_at_ms\":1700000030123,\
              \"jwt_exp\":1700000030,\"managed\":true,\"target_url\":null,\"cluster\":\"vc-prod\",\
-             \"generation\":7,\"acquired_at\":\"2023-11-14T22:13:20Z\"}}\n"
+             \"generation\":7,\"acquired_at\":\"2023-11-14T22:13:20Z\",\"knox_clock_offset_ms\":-1500}}\n"
         ),
     );
 }
@@ -76,6 +77,7 @@ fn json_round_trips() {
     assert_eq!(back.generation, 7);
     assert_eq!(back.cluster, "vc-prod");
     assert_eq!(back.acquired_at, want.acquired_at);
+    assert_eq!(back.knox_clock_offset_ms, -1500);
     assert!(back.managed);
 }
 

@@ -181,6 +181,18 @@ fn slower_classes_back_off_longer() {
 }
 
 #[test]
+fn a_suspend_moves_the_token_closer_to_expiry() {
+    let t0 = Instant::now() + S * 100;
+    let h = held(t0, Some(S * 3600), 0.0);
+    let after = h.shifted_back(S * 600);
+    assert_eq!(after.issued, t0 - S * 600);
+    assert_eq!(after.expires, Some(t0 + S * 3000));
+    assert_eq!(after.lifetime(), h.lifetime());
+    // Ten minutes asleep: the refresh point (2880 s) is now 600 s sooner.
+    assert_eq!(after.refresh_at(&policy(0.8, 60, 0.0)), Some(t0 + S * 2280));
+}
+
+#[test]
 fn backoff_doubles_and_caps() {
     assert_eq!(backoff(1, 1.0, ErrorClass::Transient), S);
     assert_eq!(backoff(2, 1.0, ErrorClass::Transient), S * 2);

@@ -115,5 +115,13 @@ fn a_knox_clock_hours_off_neither_loops_nor_lets_tokens_expire() {
         let skew = json["expires_at_ms"].as_i64().unwrap()
             - token_keeper::knox::epoch_ms(std::time::SystemTime::now());
         assert!((skew - offset_ms).abs() < 5_000, "expiry is on Knox's clock: {skew}");
+        // The offset is published, and readers correct for it: two hours off, a live token
+        // is neither reported expired nor given two extra hours.
+        assert!((json["knox_clock_offset_ms"].as_i64().unwrap() - offset_ms).abs() <= 1_000, "{json}");
+        let status = fx.cmd(&["status"]);
+        let text = String::from_utf8_lossy(&status.stdout);
+        let sign = if offset_ms > 0 { "+2h" } else { "-2h" };
+        assert!(text.contains(sign), "{text}");
+        assert!(!text.contains("expired") && !text.contains(" 2h"), "{text}");
     }
 }
