@@ -24,7 +24,8 @@ use crate::knox::{Clients, KnoxClient};
 use crate::output::{self, rfc3339};
 use crate::scheduler::backoff;
 use crate::sim::{ApiVersion, Sim, SimOptions};
-use crate::{keeper, reload, signals, sink, systemd};
+use crate::telemetry::Telemetry;
+use crate::{keeper, reload, server, signals, sink, systemd};
 
 /// Everything that can steer the running daemon. Signals and the config watcher send these;
 /// [`run`] is the only receiver.
@@ -96,6 +97,11 @@ pub async fn run(config_path: &Path, stop: CancellationToken) -> anyhow::Result<
         Err(e) => warn!("config file changes will not be noticed (SIGHUP still reloads): {e:#}"),
     }
 
+    let telemetry = Arc::new(Telemetry::new(&current));
+    if let Some(addr) = current.server.listen {
+        let (_, serving) = server::bind(addr, telemetry.clone(), shutdown.clone(), tracker.clone()).await?;
+        tracker.spawn(serving);
+    }
     let (first_tx, first_rx) = oneshot::channel();
     let keeper = Keeper::new(
         current.clone(),
@@ -103,6 +109,7 @@ pub async fn run(config_path: &Path, stop: CancellationToken) -> anyhow::Result<
         tracker.clone(),
         shutdown.clone(),
         first_tx,
+        telemetry.clone(),
     )?;
     let (config_tx, config_rx) = watch::channel(current.clone());
     let refresh = Arc::new(Notify::new());
@@ -120,9 +127,17 @@ pub async fn run(config_path: &Path, stop: CancellationToken) -> anyhow::Result<
                 Control::Refresh => refresh.notify_one(),
                 Control::Reload { cause } => {
                     systemd::reloading();
-                    if let Some(new) = reload_config(config_path, &current, cause) {
-                        current = new;
-                        config_tx.send_replace(current.clone());
+                    match reload_config(config_path, &current, cause) {
+                        Ok(Some(new)) => {
+                            if new.server != current.server {
+                                warn!("[server] settings take effect at the next start; the running endpoint and textfile stay as they are");
+                            }
+                            telemetry.reloaded(true);
+                            current = new;
+                            config_tx.send_replace(current.clone());
+                        }
+                        Ok(None) => {}
+                        Err(()) => telemetry.reloaded(false),
                     }
                     if first_rx.is_none() {
                         systemd::ready("running");
@@ -152,21 +167,22 @@ pub async fn run(config_path: &Path, stop: CancellationToken) -> anyhow::Result<
     result
 }
 
-/// Validates the file again; returns the new config if it is valid and different.
-fn reload_config(path: &Path, current: &Arc<Config>, cause: &str) -> Option<Arc<Config>> {
+/// Validates the file again: the new config if it is valid and different, `None` if it is
+/// the same, `Err` (logged) if it is invalid.
+fn reload_config(path: &Path, current: &Arc<Config>, cause: &str) -> Result<Option<Arc<Config>>, ()> {
     match load_config(path) {
         Ok(new) if new == **current => {
             info!(cause, "config reloaded: no change");
-            None
+            Ok(None)
         }
         Ok(new) => {
             info!(cause, clusters = new.clusters.len(), "config reloaded");
             warn_insecure(&new);
-            Some(Arc::new(new))
+            Ok(Some(Arc::new(new)))
         }
         Err(e) => {
             error!(cause, "config rejected, still running on the previous one: {e}");
-            None
+            Err(())
         }
     }
 }
@@ -261,9 +277,12 @@ async fn once_cluster(
 }
 
 /// `token-keeper status`: one line per cluster; returns whether all are fresh.
-pub fn status(config_path: &Path) -> anyhow::Result<bool> {
+pub fn status(config_path: &Path, json: bool) -> anyhow::Result<bool> {
     let config = config::load(config_path, &Env::from_process())?;
     let now = SystemTime::now();
+    if json {
+        return status_json(&config, now);
+    }
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -304,6 +323,50 @@ pub fn status(config_path: &Path) -> anyhow::Result<bool> {
         all_fresh &= state == "fresh";
         writeln!(out, "{:<20} {:<38} {:<22} {:>8} {:>10}  {state}", c.name, id, expires, left, clock)?;
     }
+    Ok(all_fresh)
+}
+
+/// `status --json`: an array with one object per cluster: `cluster`, `state` (`fresh`,
+/// `expiring`, `stale`, `expired`, `not_published`, `unreadable`), `fresh`, `token_id`,
+/// `expires_at`, `expires_at_ms`, `remaining_seconds`, `knox_clock_offset_ms`, `generation`,
+/// `error`.
+fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
+    use serde_json::{json, Value};
+    let mut all_fresh = true;
+    let mut rows = Vec::new();
+    for c in &config.clusters {
+        let row = match output::read_published(c) {
+            Ok(None) => json!({"cluster": c.name, "state": "not_published", "fresh": false}),
+            Err(e) => {
+                json!({"cluster": c.name, "state": "unreadable", "fresh": false, "error": format!("{e:#}")})
+            }
+            Ok(Some(p)) => {
+                let remaining = p.remaining_ms(now);
+                let state = match remaining {
+                    Some(ms) if ms <= 0 => "expired",
+                    _ if p.stale => "stale",
+                    Some(ms) if ms < c.policy.min_remaining.as_millis() as i64 => "expiring",
+                    _ => "fresh",
+                };
+                json!({
+                    "cluster": c.name,
+                    "state": state,
+                    "fresh": state == "fresh",
+                    "token_id": p.token_id,
+                    "expires_at": p.expires_at_ms.map(|ms| rfc3339(crate::knox::from_epoch_ms(ms))),
+                    "expires_at_ms": p.expires_at_ms.unwrap_or(-1),
+                    "remaining_seconds": remaining.map(|ms| ms.max(0) / 1000),
+                    "knox_clock_offset_ms": p.knox_clock_offset_ms,
+                    "generation": p.generation,
+                    "error": p.last_error,
+                })
+            }
+        };
+        all_fresh &= row["fresh"] == Value::Bool(true);
+        rows.push(row);
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", Value::Array(rows))?;
     Ok(all_fresh)
 }
 

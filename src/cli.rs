@@ -24,9 +24,22 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILTER")]
     pub log_level: Option<String>,
 
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines (journald adds its own timestamps).
+    Text,
+    /// One JSON object per line, with the structured fields (cluster, token_id, ...).
+    Json,
 }
 
 /// The verbs.
@@ -44,7 +57,11 @@ pub enum Command {
     /// Validate the config, print it resolved (secrets are only ever file names), exit 0 or 2.
     CheckConfig,
     /// Show each cluster's published token: id, expiry, time left; exit 0 if all are fresh.
-    Status,
+    Status {
+        /// One JSON object per cluster, in a JSON array, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the published token, byte for byte as an output file of that format holds it.
     Token {
         /// The cluster [default: the one marked default, or the only one]
@@ -54,6 +71,37 @@ pub enum Command {
         #[arg(long, value_enum, default_value = "raw")]
         format: Format,
     },
+    /// Run a command with a token in its environment (like `k5start -- cmd`): the published
+    /// token if it has `--min-valid` left, else a new one acquired for the purpose.
+    Exec {
+        /// The cluster [default: the one marked default, or the only one]
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The token must stay valid at least this long.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        min_valid: Duration,
+        /// The variable to export [default: the cluster's env_var, else CDE_TOKEN]
+        #[arg(long)]
+        env_var: Option<String>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Check each cluster end to end and print a ✔/✘ table: DNS, TCP, TLS, the endpoint,
+    /// credentials, managed state, renewal, token quota, clock offset, output safety.
+    Doctor {
+        /// Also renew a fresh token once, to prove renewal is permitted (it moves that
+        /// token's server-side expiry).
+        #[arg(long)]
+        renew_trial: bool,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff).
+    Man,
     /// Knox's token management API for a cluster: list, revoke, enable, disable.
     ///
     /// Exit codes: 0 ok, 1 runtime failure, 2 usage or config error, 3 unknown token, 4 not

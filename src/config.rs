@@ -69,6 +69,19 @@ pub struct Config {
     pub max_concurrent_requests: usize,
     /// In file order.
     pub clusters: Vec<Arc<Cluster>>,
+    /// The `[server]` table: health, readiness and metrics.
+    pub server: Server,
+}
+
+/// `[server]`: opt-in health, readiness and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Server {
+    /// Serve `/healthz`, `/readyz` and `/metrics` here (plain HTTP; keep it on loopback or
+    /// behind a network policy).
+    pub listen: Option<std::net::SocketAddr>,
+    /// Write the metrics in Prometheus text format here after every change, atomically, for
+    /// hosts scraped by node_exporter's textfile collector.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// One Knox topology whose token is kept.
@@ -92,6 +105,21 @@ pub struct Cluster {
     pub policy: Policy,
     /// Renewal, revocation and expiry handling (knox-api.md §3, §4, §9).
     pub lifecycle: Lifecycle,
+    /// Who to tell after a new token is published.
+    pub on_change: Option<OnChange>,
+}
+
+/// `[cluster.on_change]`: tell consumers once the new files are durable. Failures are logged
+/// and counted, and never block the next refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnChange {
+    /// Send this signal (e.g. `SIGHUP`) to the process whose pid `pid_file` holds. The file
+    /// is read every time, so a restarted consumer is found.
+    pub signal: Option<(i32, PathBuf)>,
+    /// Run this command (argv, no shell).
+    pub command: Option<Vec<String>>,
+    /// How long the command may run before it is killed.
+    pub timeout: Duration,
 }
 
 /// How a cluster's tokens live and die beyond the refresh timer.
@@ -276,12 +304,15 @@ impl Format {
 pub struct Env {
     /// `$HOME`, if set.
     pub home: Option<PathBuf>,
+    /// `$CREDENTIALS_DIRECTORY`, set by systemd for `LoadCredential=`.
+    pub credentials_dir: Option<PathBuf>,
 }
 
 impl Env {
     /// The process environment.
     pub fn from_process() -> Env {
-        Env { home: std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from) }
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+        Env { home: var("HOME"), credentials_dir: var("CREDENTIALS_DIRECTORY") }
     }
 }
 
@@ -362,9 +393,28 @@ impl Config {
             }
             clusters.push(Arc::new(cluster));
         }
+        let server = match raw.server {
+            None => Server::default(),
+            Some(rs) => Server {
+                listen: rs
+                    .listen
+                    .map(|l| {
+                        l.parse().map_err(|e| {
+                            fail(format!(
+                                "[server]: listen: {l:?} is not an address like \"127.0.0.1:9464\": {e}"
+                            ))
+                        })
+                    })
+                    .transpose()?,
+                metrics_textfile: rs
+                    .metrics_textfile
+                    .map(|p| expand_path("[server]", "metrics_textfile", &p, env).map_err(fail))
+                    .transpose()?,
+            },
+        };
         // The default cluster also owns ~/.cde/token; with several clusters and none marked,
         // nobody does, which is fine: scripts then name their cluster's file.
-        Ok(Config { source: None, max_concurrent_requests, clusters })
+        Ok(Config { source: None, max_concurrent_requests, clusters, server })
     }
 
     /// The cluster named `name`, or the default one (the one marked, or the only one).
@@ -386,6 +436,15 @@ impl fmt::Display for Config {
             let _ = writeln!(s, "# resolved from {}", src.display());
         }
         let _ = writeln!(s, "max_concurrent_requests = {}", self.max_concurrent_requests);
+        if self.server != Server::default() {
+            let _ = writeln!(s, "\n[server]");
+            if let Some(l) = self.server.listen {
+                let _ = writeln!(s, "listen = \"{l}\"");
+            }
+            if let Some(p) = &self.server.metrics_textfile {
+                let _ = writeln!(s, "metrics_textfile = {:?}", p.display().to_string());
+            }
+        }
         for c in &self.clusters {
             let _ = writeln!(s, "\n[[cluster]]");
             let _ = writeln!(s, "name = {:?}", c.name);
@@ -442,6 +501,18 @@ impl fmt::Display for Config {
                         token_file.display().to_string()
                     );
                 }
+            }
+            if let Some(oc) = &c.on_change {
+                let _ = writeln!(s, "[cluster.on_change]");
+                if let Some((sig, pid_file)) = &oc.signal {
+                    let _ = writeln!(s, "signal = \"{}\"", signal_name(*sig));
+                    let _ = writeln!(s, "pid_file = {:?}", pid_file.display().to_string());
+                }
+                if let Some(argv) = &oc.command {
+                    let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+                    let _ = writeln!(s, "command = [{}]", quoted.join(", "));
+                }
+                let _ = writeln!(s, "timeout = {:?}", humantime::format_duration(oc.timeout).to_string());
             }
             for o in &c.outputs {
                 let _ = writeln!(s, "[[cluster.output]]");
@@ -577,6 +648,74 @@ fn expand_path(ctx: &str, key: &str, value: &str, env: &Env) -> Result<PathBuf, 
     Ok(path)
 }
 
+/// `$CREDENTIALS_DIRECTORY/<name>`: a credential systemd passed with `LoadCredential=`.
+fn credential_path(ctx: &str, name: &str, env: &Env) -> Result<PathBuf, String> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(format!("{ctx}: password_credential: {name:?} is not a credential name"));
+    }
+    let dir = env.credentials_dir.as_ref().ok_or_else(|| {
+        format!(
+            "{ctx}: password_credential: {name:?} needs $CREDENTIALS_DIRECTORY, which systemd sets for units \
+             with LoadCredential=; outside systemd use password_file"
+        )
+    })?;
+    Ok(dir.join(name))
+}
+
+/// The signals `on_change` may send, by the names `kill -l` uses.
+const SIGNALS: [(&str, i32); 9] = [
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("TERM", libc::SIGTERM),
+    ("USR1", libc::SIGUSR1),
+    ("USR2", libc::SIGUSR2),
+    ("QUIT", libc::SIGQUIT),
+    ("ALRM", libc::SIGALRM),
+    ("CONT", libc::SIGCONT),
+    ("WINCH", libc::SIGWINCH),
+];
+
+/// A signal name, with or without `SIG`.
+fn parse_signal(ctx: &str, name: &str) -> Result<i32, String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    SIGNALS.iter().find(|(n, _)| *n == bare).map(|&(_, s)| s).ok_or_else(|| {
+        let names: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
+        format!("{ctx}: signal: {name:?} is not one of {}", names.join(", "))
+    })
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    SIGNALS.iter().find(|&&(_, s)| s == signal).map_or("?", |(n, _)| n)
+}
+
+impl RawOnChange {
+    fn resolve(&self, ctx: &str, env: &Env) -> Result<OnChange, String> {
+        let signal = match (&self.signal, &self.pid_file) {
+            (Some(sig), Some(pf)) => Some((parse_signal(ctx, sig)?, expand_path(ctx, "pid_file", pf, env)?)),
+            (Some(_), None) => return Err(format!("{ctx}: pid_file: required with signal")),
+            (None, Some(_)) => return Err(format!("{ctx}: signal: required with pid_file")),
+            (None, None) => None,
+        };
+        let command = match &self.command {
+            Some(argv) if argv.is_empty() || argv[0].is_empty() => {
+                return Err(format!(
+                    "{ctx}: command: must name a program, e.g. [\"systemctl\", \"reload\", \"spark-edge\"]"
+                ))
+            }
+            other => other.clone(),
+        };
+        if signal.is_none() && command.is_none() {
+            return Err(format!("{ctx}: give signal and pid_file, or command, or both"));
+        }
+        let timeout = match &self.timeout {
+            Some(t) => parse_duration(ctx, "timeout", t)?,
+            None => Duration::from_secs(10),
+        };
+        Ok(OnChange { signal, command, timeout })
+    }
+}
+
 fn parse_url(ctx: &str, value: &str) -> Result<Url, String> {
     let url = Url::parse(value).map_err(|e| format!("{ctx}: token_url: {value:?} is not a URL: {e}"))?;
     match url.scheme() {
@@ -631,10 +770,27 @@ fn validate_env_var(ctx: &str, name: &str) -> Result<(), String> {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     max_concurrent_requests: Option<usize>,
+    server: Option<RawServer>,
     #[serde(default)]
     defaults: RawKnobs,
     #[serde(default, rename = "cluster")]
     clusters: Vec<RawCluster>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<String>,
+    metrics_textfile: Option<String>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct RawOnChange {
+    signal: Option<String>,
+    pid_file: Option<String>,
+    command: Option<Vec<String>>,
+    timeout: Option<String>,
 }
 
 /// The keys `[defaults]` accepts: every per-cluster key except `name`, `token_url`, `auth`,
@@ -654,6 +810,7 @@ struct RawKnobs {
     revoke_on_exit: Option<bool>,
     min_valid: Option<String>,
     remove_expired: Option<bool>,
+    on_change: Option<RawOnChange>,
 }
 
 #[derive(Deserialize)]
@@ -674,6 +831,7 @@ struct RawCluster {
     revoke_on_exit: Option<bool>,
     min_valid: Option<String>,
     remove_expired: Option<bool>,
+    on_change: Option<RawOnChange>,
     auth: RawAuth,
     #[serde(default)]
     output: Vec<RawOutput>,
@@ -688,6 +846,7 @@ struct RawAuth {
     cookie_file: Option<String>,
     cookie_name: Option<String>,
     token_file: Option<String>,
+    password_credential: Option<String>,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -714,6 +873,7 @@ struct Knobs {
     lifespan: Option<String>,
     transport: Transport,
     lifecycle: Lifecycle,
+    on_change: Option<OnChange>,
 }
 
 impl Knobs {
@@ -728,6 +888,7 @@ impl Knobs {
                 https: true,
             },
             lifecycle: Lifecycle::default(),
+            on_change: None,
         }
     }
 }
@@ -785,6 +946,9 @@ impl RawKnobs {
         if let Some(v) = self.remove_expired {
             k.lifecycle.remove_expired = v;
         }
+        if let Some(v) = &self.on_change {
+            k.on_change = Some(v.resolve(&format!("{ctx}: on_change"), env)?);
+        }
         if k.policy.jitter >= k.policy.refresh_fraction {
             return Err(format!(
                 "{ctx}: jitter: {} must be smaller than refresh_fraction ({}), or tokens would be \
@@ -817,6 +981,7 @@ impl RawCluster {
             revoke_on_exit: self.revoke_on_exit,
             min_valid: self.min_valid,
             remove_expired: self.remove_expired,
+            on_change: self.on_change,
         }
         .resolve(ctx, defaults, env)?;
         let token_url = parse_url(ctx, &self.token_url)?;
@@ -838,6 +1003,7 @@ impl RawCluster {
             outputs,
             policy: knobs.policy,
             lifecycle: knobs.lifecycle,
+            on_change: knobs.on_change,
         })
     }
 }
@@ -859,7 +1025,7 @@ impl RawAuth {
             }
         };
         let allowed: &[&str] = match method {
-            RawMethod::Basic => &["user", "password_file"],
+            RawMethod::Basic => &["user", "password_file", "password_credential"],
             RawMethod::Cookie => &["cookie_file", "cookie_name"],
             RawMethod::Bearer => &["token_file"],
         };
@@ -868,6 +1034,7 @@ impl RawAuth {
         stray("cookie_file", self.cookie_file.is_some(), allowed)?;
         stray("cookie_name", self.cookie_name.is_some(), allowed)?;
         stray("token_file", self.token_file.is_some(), allowed)?;
+        stray("password_credential", self.password_credential.is_some(), allowed)?;
         let need = |key: &str, v: Option<String>| {
             v.ok_or_else(|| format!("{ctx}: {key}: required by method {name:?}"))
         };
@@ -877,8 +1044,21 @@ impl RawAuth {
                 if user.is_empty() || user.contains(':') {
                     return Err(format!("{ctx}: user: must be non-empty and contain no ':'"));
                 }
-                let pf = need("password_file", self.password_file)?;
-                Auth::Basic { user, password_file: expand_path(&ctx, "password_file", &pf, env)? }
+                let password_file = match (self.password_file, self.password_credential) {
+                    (Some(pf), None) => expand_path(&ctx, "password_file", &pf, env)?,
+                    (None, Some(name)) => credential_path(&ctx, &name, env)?,
+                    (Some(_), Some(_)) => {
+                        return Err(format!(
+                            "{ctx}: password_credential: give either password_file or password_credential"
+                        ))
+                    }
+                    (None, None) => {
+                        return Err(format!(
+                            "{ctx}: password_file: required by method \"basic\" (or password_credential)"
+                        ))
+                    }
+                };
+                Auth::Basic { user, password_file }
             }
             RawMethod::Cookie => {
                 let cf = need("cookie_file", self.cookie_file)?;

@@ -28,7 +28,8 @@ use crate::knox::{Clients, Expiry, Flavor, KnoxClient, KnoxError, Op, Token};
 use crate::output::{rfc3339, Published};
 use crate::scheduler::{backoff, plan, Action, ErrorClass, Failures, Held, View};
 use crate::secret::Secret;
-use crate::{knox, output, sink, systemd};
+use crate::telemetry::Telemetry;
+use crate::{hooks, knox, output, sink, systemd};
 
 /// The longest the loop sleeps without checking the clocks: a suspended host wakes up with
 /// tokens that expired in its sleep, and this bounds how late that is noticed. One wake-up a
@@ -69,6 +70,9 @@ pub struct Keeper {
     shutdown: CancellationToken,
     first_round: Option<oneshot::Sender<FirstRound>>,
     clocks: Clocks,
+    telemetry: Arc<Telemetry>,
+    /// The systemd watchdog interval, and when it was last pinged.
+    watchdog: Option<(Duration, Instant)>,
 }
 
 /// One cluster's state.
@@ -165,7 +169,7 @@ enum Work {
 
 /// What a task reports back to the loop.
 enum Outcome {
-    Attempt { id: u64, generation: u64, flavor: Flavor, result: Result<Attempted, AttemptError> },
+    Attempt { id: u64, generation: u64, work: Work, flavor: Flavor, result: Result<Attempted, AttemptError> },
     Revoke { flavor: Flavor, pending: PendingRevoke, result: Result<Revocation, KnoxError> },
 }
 
@@ -219,6 +223,7 @@ impl Keeper {
         tracker: TaskTracker,
         shutdown: CancellationToken,
         first_round: oneshot::Sender<FirstRound>,
+        telemetry: Arc<Telemetry>,
     ) -> anyhow::Result<Keeper> {
         let (outcomes_tx, outcomes_rx) = mpsc::unbounded_channel();
         let mut keeper = Keeper {
@@ -236,6 +241,8 @@ impl Keeper {
             shutdown,
             first_round: Some(first_round),
             clocks: Clocks::now(),
+            telemetry,
+            watchdog: systemd::watchdog_interval().map(|i| (i, Instant::now())),
         };
         for cluster in &config.clusters {
             let slot = keeper.new_slot(cluster.clone())?;
@@ -251,10 +258,12 @@ impl Keeper {
             info!(cluster = %cluster.name, removed, "removed temp files left by an interrupted publish");
         }
         // Generations keep counting across restarts; an unreadable file just restarts at 0.
-        let generation = output::read_published(&cluster).ok().flatten().map_or(0, |p| p.generation);
+        let published = output::read_published(&cluster).ok().flatten();
+        let generation = published.as_ref().map_or(0, |p| p.generation);
+        let token = published.and_then(|p| adopt(&cluster, p));
         self.next_id += 1;
         self.ids.insert(self.next_id, cluster.name.clone());
-        Ok(Slot {
+        let mut slot = Slot {
             id: self.next_id,
             cluster,
             client,
@@ -272,7 +281,27 @@ impl Keeper {
             legacy_logged: false,
             stale: None,
             expired_removed: false,
-        })
+        };
+        if let Some(token) = token {
+            let held = slot.hold(&token);
+            info!(
+                cluster = %slot.cluster.name,
+                token_id = %token.id(),
+                fingerprint = %token.jwt.fingerprint(),
+                generation,
+                next_refresh_in = %held.refresh_at(&slot.cluster.policy).map_or_else(|| "never".to_owned(), |t| human(t.saturating_duration_since(Instant::now()))),
+                "kept the published token: it is still fresh"
+            );
+            self.telemetry.published(
+                &slot.cluster.name,
+                &Published::new(&slot.cluster.name, &token, generation, slot.validation()),
+                false,
+            );
+            slot.token = Some(token);
+            slot.held = Some(held);
+            slot.attempted = true;
+        }
+        Ok(slot)
     }
 
     /// Runs until `shutdown`. New configs arrive on `configs`; `refresh` asks for every
@@ -282,12 +311,16 @@ impl Keeper {
         for name in names {
             self.replan(&name);
         }
+        // Every cluster may have kept a fresh token from before a restart.
+        self.check_first_round();
         loop {
             let next = [self.queue.first().map(|&(t, _)| t), self.revokes.keys().next().map(|&(t, _)| t)]
                 .into_iter()
                 .flatten()
                 .min();
-            let wake = next.map_or(Instant::now() + MAX_SLEEP, |t| t.min(Instant::now() + MAX_SLEEP));
+            // With a watchdog, wake at least every half interval to ping it.
+            let max_sleep = self.watchdog.map_or(MAX_SLEEP, |(i, _)| MAX_SLEEP.min(i / 2));
+            let wake = next.map_or(Instant::now() + max_sleep, |t| t.min(Instant::now() + max_sleep));
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
@@ -302,9 +335,29 @@ impl Keeper {
                     self.run_due();
                 }
             }
+            self.after_wake();
         }
         self.revoke_on_exit().await;
         debug!("keeper loop stopped");
+    }
+
+    /// Liveness, the watchdog and the metrics textfile, after every wake-up of the loop.
+    fn after_wake(&mut self) {
+        self.telemetry.loop_ran();
+        if let Some((interval, last)) = &mut self.watchdog {
+            if last.elapsed() >= *interval / 2 {
+                systemd::watchdog();
+                *last = Instant::now();
+            }
+        }
+        if let Some((path, text)) = self.telemetry.textfile_update(SystemTime::now()) {
+            self.tracker.spawn_blocking(move || {
+                // Read by node_exporter, which runs as another user.
+                if let Err(e) = sink::write_atomic(&path, text.as_bytes(), 0o644) {
+                    warn!(path = %path.display(), "cannot write the metrics textfile: {e}");
+                }
+            });
+        }
     }
 
     /// Starts what is due now and re-arms the rest.
@@ -429,7 +482,7 @@ impl Keeper {
                 }
             };
             // The loop may be gone at shutdown; the outcome no longer matters then.
-            let _ = tx.send(Outcome::Attempt { id, generation, flavor, result });
+            let _ = tx.send(Outcome::Attempt { id, generation, work, flavor, result });
         });
     }
 
@@ -456,8 +509,8 @@ impl Keeper {
 
     fn on_outcome(&mut self, outcome: Outcome) {
         match outcome {
-            Outcome::Attempt { id, generation, flavor, result } => {
-                self.on_attempt(id, generation, flavor, result);
+            Outcome::Attempt { id, generation, work, flavor, result } => {
+                self.on_attempt(id, generation, work, flavor, result);
             }
             Outcome::Revoke { flavor, pending, result } => self.on_revoke(flavor, pending, result),
         }
@@ -467,6 +520,7 @@ impl Keeper {
         &mut self,
         id: u64,
         generation: u64,
+        work: Work,
         flavor: Flavor,
         result: Result<Attempted, AttemptError>,
     ) {
@@ -507,6 +561,17 @@ impl Keeper {
                         );
                     }
                 }
+                let published = Published::new(&slot.cluster.name, &token, generation, slot.validation());
+                self.telemetry.published(&slot.cluster.name, &published, false);
+                if let Some(hook) = slot.cluster.on_change.clone() {
+                    let (name, telemetry) = (slot.cluster.name.clone(), self.telemetry.clone());
+                    self.tracker.spawn(async move {
+                        for error in hooks::run(&name, generation, &hook).await {
+                            telemetry.hook_failed(&name);
+                            warn!(cluster = %name, "on_change failed: {error}");
+                        }
+                    });
+                }
                 superseded = slot.token.replace(token);
                 slot.generation = generation;
                 slot.held = Some(held);
@@ -518,6 +583,9 @@ impl Keeper {
             Ok(Attempted::Renewed(token)) => {
                 let held = slot.hold(&token);
                 log_published(slot, &token, slot.generation, &held, "token renewed");
+                let published =
+                    Published::new(&slot.cluster.name, &token, slot.generation, slot.validation());
+                self.telemetry.published(&slot.cluster.name, &published, true);
                 slot.token = Some(token);
                 slot.held = Some(held);
                 slot.failures = None;
@@ -525,6 +593,7 @@ impl Keeper {
                 slot.stale = None;
             }
             Ok(Attempted::RenewRefused(reason)) => {
+                self.telemetry.renewal_failed(&slot.cluster.name, reason.code().to_owned());
                 let token_id = slot.token.as_ref().map_or("-", |t| t.id()).to_owned();
                 match reason {
                     Reason::InvalidToken => error!(
@@ -555,6 +624,13 @@ impl Keeper {
                     AttemptError::Publish(e) => (e.clone(), None, ErrorClass::Transient),
                     AttemptError::Cancelled => unreachable!("handled above"),
                 };
+                match work {
+                    Work::Acquire => self.telemetry.acquisition_failed(&slot.cluster.name),
+                    Work::Renew => self.telemetry.renewal_failed(
+                        &slot.cluster.name,
+                        status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+                    ),
+                }
                 let count = slot.failures.map_or(1, |f| f.count.saturating_add(1));
                 slot.failures = Some(Failures { count, last: now, sample: fastrand::f64(), class });
                 let left = match slot.held.and_then(|h| h.expires) {
@@ -593,6 +669,7 @@ impl Keeper {
         let past_refresh = held.refresh_at(&slot.cluster.policy).is_some_and(|t| t <= now);
         if past_refresh && slot.stale.as_deref() != Some(message) {
             slot.stale = Some(message.to_owned());
+            self.telemetry.set_stale(name, slot.stale.clone());
             let mut published = Published::new(&slot.cluster.name, token, slot.generation, slot.validation());
             published.stale = true;
             published.last_error = Some(message.to_owned());
@@ -653,6 +730,11 @@ impl Keeper {
         mut pending: PendingRevoke,
         result: Result<Revocation, KnoxError>,
     ) {
+        let ok = matches!(result, Ok(Revocation::Revoked | Revocation::AlreadyGone));
+        let last_try = pending.attempts + 1 >= REVOKE_ATTEMPTS;
+        if ok || last_try || matches!(result, Ok(Revocation::NotAuthorized | Revocation::NotConfigured)) {
+            self.telemetry.revoked(&pending.cluster, ok);
+        }
         let slot = self.slots.get_mut(&pending.cluster).filter(|s| s.id == pending.slot_id);
         let token_id = pending.id().to_owned();
         let cluster = pending.cluster.clone();
@@ -774,6 +856,7 @@ impl Keeper {
             return;
         }
         let now = Instant::now();
+        let stale = self.slots.values().filter(|s| s.stale.is_some()).count();
         let ok = self
             .slots
             .values()
@@ -781,9 +864,9 @@ impl Keeper {
             .count();
         let next = self.queue.first().map(|&(t, _)| human(t.saturating_duration_since(now)));
         let line = format!(
-            "{} clusters: {ok} fresh, {} not; next refresh in {}",
+            "{} clusters: {ok} fresh, {stale} stale, {} not ready; next refresh in {}",
             self.slots.len(),
-            self.slots.len() - ok,
+            self.slots.len() - ok - stale,
             next.as_deref().unwrap_or("-")
         );
         systemd::status(&line);
@@ -870,6 +953,7 @@ impl Keeper {
             // In-flight attempts hold permits of the old semaphore and release them there.
             self.permits = Arc::new(Semaphore::new(config.max_concurrent_requests));
         }
+        self.telemetry.set_clusters(&config);
         self.config = config;
         let in_use: Vec<_> = self.slots.values().map(|s| &s.cluster.transport).collect();
         self.clients.retain(&in_use);
@@ -900,6 +984,40 @@ impl Keeper {
             }
         });
     }
+}
+
+/// A token published before this start (by an earlier run, or `once` in an init
+/// container), taken over if it is still fresh and is this cluster's: restarting must not
+/// cost a token of the user's Knox quota. Its schedule is rebuilt from when it arrived.
+fn adopt(cluster: &Cluster, p: Published) -> Option<Token> {
+    let now_wall = SystemTime::now();
+    let remaining = p.remaining_ms(now_wall)?;
+    if p.cluster != cluster.name || remaining < cluster.policy.min_remaining.as_millis() as i64 {
+        return None;
+    }
+    let claims = jsonwebtoken::dangerous::insecure_decode::<knox::wire::Claims>(p.jwt.expose()).ok()?.claims;
+    // A token for another user (the config changed while we were stopped) is not ours.
+    if let crate::config::Auth::Basic { user, .. } = &cluster.auth {
+        if claims.sub.as_deref().is_some_and(|sub| sub != user) {
+            return None;
+        }
+    }
+    let age = now_wall.duration_since(p.acquired_at).unwrap_or_default();
+    Some(Token {
+        jwt: p.jwt,
+        token_id: p.token_id,
+        token_type: p.token_type,
+        expires_in: Expiry::At(p.expires_at_ms?),
+        jwt_exp: p.jwt_exp,
+        subject: claims.sub,
+        managed: p.managed,
+        target_url: p.target_url,
+        legacy: false,
+        acquired_at: p.acquired_at,
+        received: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+        knox_now_ms: knox::epoch_ms(p.acquired_at) + p.knox_clock_offset_ms,
+        clock_offset_ms: p.knox_clock_offset_ms,
+    })
 }
 
 /// The one info line per refresh.

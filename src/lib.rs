@@ -8,11 +8,16 @@
 //! - [`config`]: `RawConfig` (serde) → validated `Config`.
 //! - [`knox`]: the KNOXTOKEN HTTP client, its wire types and errors.
 //! - [`scheduler`]: the pure `plan` function: when to refresh, how to back off.
+//! - [`doctor`]: `token-keeper doctor`, end-to-end checks per cluster.
+//! - [`exec`]: `token-keeper exec -- CMD`, a command with a token in its environment.
+//! - [`hooks`]: `on_change`, telling consumers after a publish.
 //! - [`keeper`]: the async loop around `plan`: timers, attempts, reload of clusters.
 //! - [`output`]: the bytes of each output format, and reading them back.
 //! - [`sink`]: the only code that writes token files (atomically).
 //! - [`reload`]: config file watcher → `Control::Reload`.
+//! - [`server`]: `/healthz`, `/readyz`, `/metrics`.
 //! - [`signals`]: Unix signals → `Control`.
+//! - [`telemetry`]: what the keeper reports: token state and counters, for health and metrics.
 //! - [`systemd`]: sd_notify READY/RELOADING/STOPPING/STATUS.
 //! - [`secret`]: `Secret`, which never prints its value.
 //! - [`sim`]: the Knox simulator behind `sim`, `demo` and the tests.
@@ -23,13 +28,18 @@ pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod doctor;
+pub mod exec;
+pub mod hooks;
 pub mod keeper;
 pub mod knox;
 pub mod output;
 pub mod reload;
 pub mod scheduler;
 pub mod secret;
+pub mod server;
 pub mod signals;
 pub mod sim;
 pub mod sink;
 pub mod systemd;
+pub mod telemetry;

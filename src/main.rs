@@ -5,17 +5,17 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use token_keeper::cli::{Cli, Command, TokensAction};
+use token_keeper::cli::{Cli, Command, LogFormat, TokensAction};
 use token_keeper::config::{self, ConfigError};
 use token_keeper::sim::SimOptions;
-use token_keeper::{admin, app};
+use token_keeper::{admin, app, doctor, exec};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = init_tracing(cli.log_level.as_deref()) {
+    if let Err(e) = init_tracing(cli.log_level.as_deref(), cli.log_format) {
         // No subscriber yet: this is the one message main prints itself.
         #[allow(clippy::print_stderr)]
         {
@@ -56,7 +56,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run => app::run(&config_path(), CancellationToken::new()).await.map(|()| ExitCode::SUCCESS),
         Command::Once { timeout } => app::once(&config_path(), timeout).await.map(ok_if),
         Command::CheckConfig => app::check_config(&config_path()).map(|()| ExitCode::SUCCESS),
-        Command::Status => app::status(&config_path()).map(ok_if),
+        Command::Status { json } => app::status(&config_path(), json).map(ok_if),
         Command::Token { cluster, format } => {
             app::token(&config_path(), cluster.as_deref(), format).map(|()| ExitCode::SUCCESS)
         }
@@ -118,13 +118,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             admin::run(&config_path(), cluster.as_deref(), action).await
         }
+        Command::Exec { cluster, min_valid, env_var, command } => {
+            exec::run(&config_path(), exec::Args { cluster, min_valid, env_var, command }).await
+        }
+        Command::Doctor { renew_trial } => doctor::run(&config_path(), renew_trial).await,
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "token-keeper", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Demo { dir } => app::demo(&dir).await.map(|()| ExitCode::SUCCESS),
     }
 }
 
 /// Logs go to stderr (journald under systemd); stdout is only for command output. The
 /// filter is `--log-level`, else `$RUST_LOG`, else `info`.
-fn init_tracing(level: Option<&str>) -> Result<(), String> {
+fn init_tracing(level: Option<&str>, format: LogFormat) -> Result<(), String> {
     use tracing_subscriber::filter::{LevelFilter, Targets};
     let (spec, origin) = match (level, std::env::var("RUST_LOG").ok().filter(|s| !s.trim().is_empty())) {
         (Some(l), _) => (l.to_owned(), "--log-level"),
@@ -133,13 +147,15 @@ fn init_tracing(level: Option<&str>) -> Result<(), String> {
     };
     let filter =
         spec.parse::<Targets>().map_err(|e| format!("{origin} {spec:?} is not a log filter: {e}"))?;
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
-        .with_max_level(LevelFilter::TRACE)
-        .finish()
-        .with(filter)
-        .init();
+        .with_max_level(LevelFilter::TRACE);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).finish().with(filter).init(),
+        LogFormat::Json => {
+            builder.json().flatten_event(true).with_current_span(false).finish().with(filter).init()
+        }
+    }
     Ok(())
 }

@@ -44,3 +44,23 @@ pub fn stopping() {
 pub fn status(line: &str) {
     send(&[NotifyState::Status(line)]);
 }
+
+/// The watchdog interval systemd expects pings within (`WATCHDOG_USEC`, for this process
+/// per `WATCHDOG_PID`), if a watchdog is enabled.
+///
+/// Like `sd_watchdog_enabled(3)`: an unset `WATCHDOG_PID` means this process (the sd-notify
+/// crate's helper insists on it being set, which systemd does, but not every supervisor).
+pub fn watchdog_interval() -> Option<std::time::Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.trim().parse().ok().filter(|&u| u > 0)?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+            return None;
+        }
+    }
+    enabled().then(|| std::time::Duration::from_micros(usec))
+}
+
+/// WATCHDOG=1: sent from the keeper loop itself, so a stuck loop gets the service restarted.
+pub fn watchdog() {
+    send(&[NotifyState::Watchdog]);
+}

@@ -4,7 +4,10 @@
 use super::*;
 
 fn env() -> Env {
-    Env { home: Some(PathBuf::from("/home/alice")) }
+    Env {
+        home: Some(PathBuf::from("/home/alice")),
+        credentials_dir: Some(PathBuf::from("/run/credentials/tk")),
+    }
 }
 
 const MINIMAL: &str = r#"
@@ -204,7 +207,9 @@ fn validation_errors_name_the_input() {
     check_err("max_concurrent_requests = 0\n", "max_concurrent_requests: must be at least 1");
     check_err("", "no [[cluster]] is configured");
     check_err("[[cluster]\n", "test.toml:1:");
-    let no_home = Config::from_toml(MINIMAL, "t.toml", &Env { home: None }).unwrap_err().to_string();
+    let no_home = Config::from_toml(MINIMAL, "t.toml", &Env { home: None, credentials_dir: None })
+        .unwrap_err()
+        .to_string();
     assert!(no_home.contains("$HOME is not set"), "{no_home}");
 }
 
@@ -273,4 +278,62 @@ fn lifecycle_keys_and_min_valid_raise_the_lifespan() {
     let c = parse(&text.replace("PT1H", "P1D")).unwrap();
     assert_eq!(c.clusters[0].requested_lifespan().as_deref(), Some("P1D"));
     check_err(&format!("[defaults]\nconsumers_validate = \"both\"\n{MINIMAL}"), "unknown variant `both`");
+}
+
+#[test]
+fn server_on_change_and_credentials() {
+    let text = format!(
+        "[server]\nlisten = \"127.0.0.1:9464\"\nmetrics_textfile = \"/var/lib/node_exporter/textfile/tk.prom\"\n\
+         [defaults.on_change]\nsignal = \"HUP\"\npid_file = \"/run/spark.pid\"\n{}",
+        MINIMAL.replace("password_file = \"~/.cde/password\"", "password_credential = \"vc-prod\"")
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(c.server.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert_eq!(
+        c.server.metrics_textfile.as_deref(),
+        Some(Path::new("/var/lib/node_exporter/textfile/tk.prom"))
+    );
+    let cl = &c.clusters[0];
+    assert_eq!(
+        cl.on_change,
+        Some(OnChange {
+            signal: Some((libc::SIGHUP, "/run/spark.pid".into())),
+            command: None,
+            timeout: Duration::from_secs(10)
+        })
+    );
+    assert_eq!(
+        cl.auth,
+        Auth::Basic { user: "alice".into(), password_file: "/run/credentials/tk/vc-prod".into() }
+    );
+    // A cluster's own on_change replaces the default one.
+    let own = text.replace(
+        "[cluster.auth]",
+        "[cluster.on_change]\ncommand = [\"systemctl\", \"reload\", \"spark-edge\"]\ntimeout = \"3s\"\n[cluster.auth]",
+    );
+    let c = parse(&own).unwrap();
+    let oc = c.clusters[0].on_change.as_ref().unwrap();
+    assert_eq!(
+        oc.command.as_deref(),
+        Some(&["systemctl".to_owned(), "reload".into(), "spark-edge".into()][..])
+    );
+    assert_eq!((oc.signal.as_ref(), oc.timeout), (None, Duration::from_secs(3)));
+
+    check_err(&text.replace("\"HUP\"", "\"KILLALL\""), "on_change: signal: \"KILLALL\"");
+    check_err(&text.replace("pid_file = \"/run/spark.pid\"\n", ""), "pid_file: required with signal");
+    check_err(&text.replace("127.0.0.1:9464", "localhost"), "[server]: listen: \"localhost\"");
+    check_err(&format!("[server]\nport = 1\n{MINIMAL}"), "unknown field `port`");
+    let no_creds =
+        Config::from_toml(&text, "t.toml", &Env { credentials_dir: None, ..env() }).unwrap_err().to_string();
+    assert!(
+        no_creds.contains("needs $CREDENTIALS_DIRECTORY") && no_creds.contains("LoadCredential="),
+        "{no_creds}"
+    );
+    check_err(
+        &text.replace(
+            "password_credential = \"vc-prod\"",
+            "password_credential = \"vc-prod\"\npassword_file = \"/p\"",
+        ),
+        "either password_file or password_credential",
+    );
 }

@@ -100,6 +100,19 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// The Knox error code behind it (or "200" for a renewal that did not extend), for the
+    /// `renewals_total` metric's `code` label.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::NotExtended => "200",
+            Reason::NotAuthorized => "20",
+            Reason::RenewalLimit | Reason::UnknownToken => "30",
+            Reason::Expired => "90",
+            Reason::InvalidToken => "40",
+            Reason::Refused => "other",
+        }
+    }
+
     /// For log lines.
     pub fn describe(self) -> &'static str {
         match self {

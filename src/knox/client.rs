@@ -191,6 +191,19 @@ impl KnoxClient {
         Ok((status, text))
     }
 
+    /// `GET .../token/getTssStatus` (knox-api.md §4.4) on the v1 or v2 API: Knox's status and
+    /// body. A 404 from v2 means Knox before 2.1 (no v2 API).
+    pub async fn tss_status(&self, cluster: &Cluster, v2: bool) -> Result<(StatusCode, String), KnoxError> {
+        let url = api_url(&cluster.token_url, v2, "getTssStatus");
+        let shown = display_url(&url);
+        let request = with_auth(self.http.get(url).header(ACCEPT, "application/json"), &cluster.auth)?;
+        let response = request.send().await.map_err(|e| self.transport_error(&shown, &e))?;
+        let status = response.status();
+        let text = response.text().await.map_err(|e| self.transport_error(&shown, &e))?;
+        tracing::debug!(cluster = %cluster.name, url = %shown, status = status.as_u16(), "knox answered");
+        Ok((status, text))
+    }
+
     fn transport_error(&self, url: &str, e: &reqwest::Error) -> KnoxError {
         if e.is_timeout() {
             return KnoxError::Timeout { url: url.to_owned(), after: self.transport.timeout };

@@ -82,7 +82,14 @@ fn sigusr1_refreshes_now_and_generation_counts_across_restarts() {
     d.signal(libc::SIGINT);
     assert_eq!(d.wait_exit().code(), Some(0));
 
+    // A restart keeps the still-fresh token (no new acquisition: Knox's per-user quota), and
+    // the next publish continues the generations read back from the json.
     let d2 = Daemon::run(&fx);
+    d2.wait_log("kept the published token", 1);
+    d2.wait_log("ready published=1", 1);
+    assert_eq!(sim.acquisitions(), 2);
+    assert_eq!(fx.json("c1").unwrap()["generation"], 2);
+    d2.signal(libc::SIGUSR1);
     d2.wait_log("token published", 1);
     assert_eq!(fx.json("c1").unwrap()["generation"], 3, "generation read back from the json at start");
 }

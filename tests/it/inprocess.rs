@@ -37,8 +37,10 @@ impl Running {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             rt.block_on(async move {
                 let tracker = TaskTracker::new();
+                let telemetry = Arc::new(token_keeper::telemetry::Telemetry::new(&config));
                 let keeper =
-                    Keeper::new(config, Arc::new(Clients::default()), tracker.clone(), s, tx).unwrap();
+                    Keeper::new(config, Arc::new(Clients::default()), tracker.clone(), s, tx, telemetry)
+                        .unwrap();
                 keeper.run(config_rx, r).await;
                 tracker.close();
                 tracker.wait().await;

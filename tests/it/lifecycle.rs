@@ -91,6 +91,8 @@ fn sigkill_during_publishing_leaves_no_torn_file() {
     let before = fx.json("c0").unwrap()["generation"].as_u64().unwrap();
     let d = Daemon::run(&fx);
     d.wait_log("ready", 1);
+    d.signal(libc::SIGUSR1);
+    d.wait_log("token published", 8);
     assert!(fx.json("c0").unwrap()["generation"].as_u64().unwrap() > before);
 }
 

@@ -8,10 +8,14 @@
 #![allow(clippy::disallowed_methods)]
 
 mod blackbox;
+mod doctor;
+mod exec;
 mod failures;
 mod harness;
 mod inprocess;
 mod knox_lifecycle;
 mod lifecycle;
+mod operating;
+mod packaging;
 mod tidy;
 mod tls;

@@ -81,28 +81,46 @@ fn every_config_key_is_documented() {
     }
 }
 
-#[test]
-fn systemd_unit_is_hardened() {
-    let unit = std::fs::read_to_string(root().join("systemd/token-keeper.service")).unwrap();
-    let keys: Vec<(&str, &str)> = unit
-        .lines()
+/// `key=value` pairs of a unit file (repeated keys kept in order).
+fn unit_keys(text: &str) -> Vec<(String, String)> {
+    text.lines()
         .map(str::trim)
         .filter(|l| !l.starts_with('#') && !l.starts_with('['))
         .filter_map(|l| l.split_once('='))
-        .collect();
-    let get = |k: &str| keys.iter().find(|(key, _)| *key == k).map(|(_, v)| v.trim());
-    assert_eq!(get("Type"), Some("notify"));
-    assert_eq!(get("ExecReload"), Some("kill -HUP $MAINPID"));
-    assert_eq!(get("NoNewPrivileges"), Some("yes"));
-    assert_eq!(get("ProtectSystem"), Some("strict"));
-    assert_eq!(get("Restart"), Some("on-failure"));
-    assert!(get("ExecStart").is_some_and(|v| v.contains("token-keeper") && v.contains(" run")));
-    assert!(get("ReadWritePaths").is_some() || get("StateDirectory").is_some());
-    // The credential the shipped systemd config reads is the one the unit loads.
-    let cred = get("LoadCredential").expect("LoadCredential=");
-    let name = cred.split(':').next().unwrap();
-    let config = std::fs::read_to_string(root().join("config/systemd.toml")).unwrap();
-    assert!(config.contains(&format!("/run/credentials/token-keeper.service/{name}")), "{cred}");
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect()
+}
+
+#[test]
+fn systemd_units_are_hardened_and_agree_with_their_configs() {
+    for (unit, config) in
+        [("token-keeper.service", "systemd.toml"), ("token-keeper-user.service", "user.toml")]
+    {
+        let keys = unit_keys(&std::fs::read_to_string(root().join("systemd").join(unit)).unwrap());
+        let get = |k: &str| keys.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("Type"), Some("notify"), "{unit}");
+        assert_eq!(get("ExecReload"), Some("kill -HUP $MAINPID"), "{unit}");
+        assert_eq!(get("NoNewPrivileges"), Some("yes"), "{unit}");
+        assert_eq!(get("ProtectSystem"), Some("strict"), "{unit}");
+        assert_eq!(get("Restart"), Some("on-failure"), "{unit}");
+        assert_eq!(
+            get("RestartPreventExitStatus"),
+            Some("2"),
+            "{unit}: a config error is not fixed by restarting"
+        );
+        assert!(get("WatchdogSec").is_some(), "{unit}");
+        assert!(get("ExecStart").is_some_and(|v| v.contains("token-keeper") && v.contains(" run")), "{unit}");
+        assert!(get("ReadWritePaths").is_some(), "{unit}");
+        // The credential the config reads is the one the unit loads.
+        let cred = get("LoadCredential").expect("LoadCredential=");
+        let name = cred.split(':').next().unwrap();
+        let config_text = std::fs::read_to_string(root().join("config").join(config)).unwrap();
+        assert!(
+            config_text.contains(&format!("/run/credentials/token-keeper.service/{name}\""))
+                || config_text.contains(&format!("password_credential = \"{name}\"")),
+            "{unit}: {cred} is not what {config} reads"
+        );
+    }
 }
 
 #[test]

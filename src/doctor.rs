@@ -1,0 +1,1232 @@
+//! `token-keeper doctor`: checks each cluster end to end and prints one ✔/✘ table per cluster.
+//!
+//! The checks follow a request's path: DNS, TCP, TLS against the configured CA, the endpoint
+//! answering as KNOXTOKEN (which API and verbs), the credentials, whether tokens are managed
+//! (`getTssStatus`), renewal (only with `--renew-trial`), the per-user token limit
+//! (`getUserTokens`), Knox's clock, and then each output: the directory rule of
+//! `sink::check_output`, a trial temp file renamed in place, the filesystem, and what the
+//! file's mode gives its owner, group and others.
+//!
+//! Doctor acquires one token to prove the credentials, and revokes it at the end (owners may
+//! revoke their own, knox-api.md §4.1) so that it does not eat into the user's quota. A refused
+//! revocation is a ✘ row: the keeper's revocation of superseded tokens would fail the same way.
+//!
+//! The config is read with `config::load`, not `app::load_config`: a config that the daemon
+//! refuses (an unsafe output directory, a bad `ca_file`) still gets its table, with the reason
+//! in the row it belongs to. Nothing here prints a token or a password.
+
+use std::ffi::{CStr, CString};
+use std::fs::{self, Metadata};
+use std::io::{self, Write as _};
+use std::net::{IpAddr, SocketAddr};
+use std::os::unix::ffi::OsStrExt as _;
+use std::os::unix::fs::MetadataExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use reqwest::{StatusCode, Url};
+use tokio::net::TcpStream;
+
+use crate::config::{self, Auth, Cluster, Env, Output, Validation};
+use crate::keeper::human;
+use crate::knox::answer::{self, Reason, Renewal, Revocation};
+use crate::knox::{epoch_ms, from_epoch_ms, wire, Flavor, KnoxClient, KnoxError, Op, Token};
+use crate::output::rfc3339;
+use crate::secret::Secret;
+use crate::sink;
+
+/// Knox's default `gateway.knox.token.limit.per.user` (knox-api.md §6). Knox does not expose
+/// the configured limit, so the count is compared with the default and says so.
+const KNOX_DEFAULT_TOKEN_LIMIT: usize = 10;
+
+/// Warn from this many held tokens: at rotation the keeper holds two for a while (the new one
+/// and the superseded one until it is revoked), and the user's other clients need room too.
+const TOKEN_LIMIT_WARN: usize = 8;
+
+/// Knox keeps an expired token, and counts it toward the limit, this long before evicting it
+/// (`gateway.knox.token.eviction.grace.period`, knox-api.md §6).
+const EVICTION_GRACE_MS: i64 = 86_400_000;
+
+/// Clock offsets up to this are ordinary NTP drift and not worth a word.
+const CLOCK_WARN: Duration = Duration::from_secs(30);
+
+/// Knox's clock is read from the `Date` header, which has one-second resolution: a smaller
+/// offset cannot be told apart from none.
+const CLOCK_RESOLUTION: Duration = Duration::from_secs(1);
+
+/// DNS and TCP checks give up after this, or after the cluster's timeout if that is shorter
+/// (the same bound `KnoxClient` puts on connecting).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Prefix of the trial temp file, beside the keeper's own `.token-keeper.*.tmp` files.
+const TRIAL_PREFIX: &str = ".token-keeper.doctor.";
+
+/// Runs every check on every cluster and prints the tables on stdout; exit 0 only if no row
+/// failed (warnings and skipped rows pass), 1 otherwise.
+pub async fn run(config_path: &Path, renew_trial: bool) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path, &Env::from_process())?;
+    let mut all = Vec::new();
+    let mut failed: Vec<String> = Vec::new();
+    for (i, cluster) in config.clusters.iter().enumerate() {
+        tracing::debug!(cluster = %cluster.name, "checking");
+        let rows = check_cluster(cluster, renew_trial).await;
+        let mut out = io::stdout().lock();
+        if i > 0 {
+            writeln!(out)?;
+        }
+        writeln!(out, "{}  {}", cluster.name, shown(&cluster.token_url))?;
+        for r in &rows {
+            writeln!(out, "  {} {:<12} {}", r.mark.symbol(), r.name, r.detail)?;
+        }
+        writeln!(out, "  {}: {}", cluster.name, tally(&rows))?;
+        if rows.iter().any(|r| r.mark == Mark::Fail) {
+            failed.push(cluster.name.clone());
+        }
+        all.extend(rows);
+    }
+    let clusters = config.clusters.len();
+    let plural = if clusters == 1 { "" } else { "s" };
+    let verdict = if failed.is_empty() {
+        format!("{clusters} cluster{plural} checked, nothing failed")
+    } else {
+        format!("{clusters} cluster{plural} checked, failures in {}", failed.join(", "))
+    };
+    writeln!(io::stdout().lock(), "\ndoctor: {verdict} ({})", tally(&all))?;
+    Ok(if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// "14 passed (1 with a warning), 0 failed, 1 skipped".
+fn tally(rows: &[Row]) -> String {
+    let count = |m: Mark| rows.iter().filter(|r| r.mark == m).count();
+    let (warn, fail, skip) = (count(Mark::Warn), count(Mark::Fail), count(Mark::Skip));
+    let pass = count(Mark::Pass) + warn;
+    let warned = match warn {
+        0 => String::new(),
+        1 => " (1 with a warning)".to_owned(),
+        n => format!(" ({n} with warnings)"),
+    };
+    format!("{pass} passed{warned}, {fail} failed, {skip} skipped")
+}
+
+/// How a check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    Pass,
+    /// Passes, but something deserves attention.
+    Warn,
+    Fail,
+    /// Could not be checked, because an earlier check failed or it was not asked for.
+    Skip,
+}
+
+impl Mark {
+    fn symbol(self) -> &'static str {
+        match self {
+            Mark::Pass => "✔",
+            Mark::Warn => "!",
+            Mark::Fail => "✘",
+            Mark::Skip => "-",
+        }
+    }
+}
+
+/// One line of the table: a check and what it found, naming its input.
+#[derive(Debug, Clone)]
+struct Row {
+    mark: Mark,
+    name: &'static str,
+    detail: String,
+}
+
+impl Row {
+    fn new(mark: Mark, name: &'static str, detail: impl Into<String>) -> Row {
+        Row { mark, name, detail: detail.into() }
+    }
+}
+
+async fn check_cluster(c: &Cluster, renew_trial: bool) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let reachable = reach(c, &mut rows).await;
+    if reachable {
+        rows.extend(knox_checks(c, renew_trial).await);
+    } else {
+        rows.extend(KnoxRows::skipped("no connection to the gateway").into_rows());
+    }
+    rows.extend(output_rows(c));
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// DNS and TCP
+
+/// The DNS and TCP rows; returns whether HTTP requests are worth trying.
+async fn reach(c: &Cluster, rows: &mut Vec<Row>) -> bool {
+    let url = &c.token_url;
+    let port = url.port_or_known_default().unwrap_or(443);
+    let limit = CONNECT_TIMEOUT.min(c.transport.timeout);
+    // With a proxy, reqwest connects to the proxy and the proxy resolves and connects: a direct
+    // failure here is then only a warning, and the HTTP rows tell the real story.
+    let proxy = proxy_var(url);
+    let soft = |mark: Mark| if mark == Mark::Fail && proxy.is_some() { Mark::Warn } else { mark };
+    let via = proxy.map(|v| format!(" (requests go through the proxy in ${v})")).unwrap_or_default();
+    let addrs: Vec<SocketAddr> = match url.host() {
+        Some(url::Host::Ipv4(ip)) => {
+            rows.push(Row::new(Mark::Pass, "dns", format!("{ip} is an address: nothing to resolve")));
+            vec![SocketAddr::new(IpAddr::V4(ip), port)]
+        }
+        Some(url::Host::Ipv6(ip)) => {
+            rows.push(Row::new(Mark::Pass, "dns", format!("{ip} is an address: nothing to resolve")));
+            vec![SocketAddr::new(IpAddr::V6(ip), port)]
+        }
+        Some(url::Host::Domain(host)) => {
+            let (mark, detail, addrs) =
+                match tokio::time::timeout(limit, tokio::net::lookup_host((host, port))).await {
+                    Ok(Ok(found)) => {
+                        let addrs: Vec<SocketAddr> = found.collect();
+                        if addrs.is_empty() {
+                            (Mark::Fail, format!("{host} resolves to no address"), addrs)
+                        } else {
+                            (Mark::Pass, format!("{host} resolves to {}", list_addrs(&addrs)), addrs)
+                        }
+                    }
+                    Ok(Err(e)) => (Mark::Fail, format!("cannot resolve {host}: {e}"), Vec::new()),
+                    Err(_) => {
+                        (Mark::Fail, format!("no DNS answer for {host} within {}", human(limit)), Vec::new())
+                    }
+                };
+            rows.push(Row::new(soft(mark), "dns", format!("{detail}{via}")));
+            addrs
+        }
+        None => {
+            rows.push(Row::new(Mark::Fail, "dns", format!("{} has no host", shown(url))));
+            Vec::new()
+        }
+    };
+    if addrs.is_empty() {
+        rows.push(Row::new(Mark::Skip, "tcp", "no address to connect to"));
+        return proxy.is_some();
+    }
+    let mut errors = Vec::new();
+    for addr in &addrs {
+        let started = Instant::now();
+        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
+            Ok(Ok(_stream)) => {
+                let took = human(started.elapsed());
+                rows.push(Row::new(Mark::Pass, "tcp", format!("connected to {addr} in {took}{via}")));
+                return true;
+            }
+            Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
+            Err(_) => errors.push(format!("{addr}: no answer within {}", human(limit))),
+        }
+    }
+    rows.push(Row::new(soft(Mark::Fail), "tcp", format!("cannot connect to {}{via}", errors.join("; "))));
+    proxy.is_some()
+}
+
+fn list_addrs(addrs: &[SocketAddr]) -> String {
+    let shown: Vec<String> = addrs.iter().take(3).map(|a| a.ip().to_string()).collect();
+    match addrs.len() {
+        n if n > 3 => format!("{} (and {} more)", shown.join(", "), n - 3),
+        _ => shown.join(", "),
+    }
+}
+
+/// The environment variable naming the proxy reqwest would use for `url`, if any. `NO_PROXY`
+/// is honoured for exact names, domain suffixes and `*`, which covers its common uses.
+fn proxy_var(url: &Url) -> Option<&'static str> {
+    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    if let Some(no) = set("NO_PROXY").or_else(|| set("no_proxy")) {
+        let bypass = no
+            .split(',')
+            .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
+            .any(|e| !e.is_empty() && (e == "*" || host == e || host.ends_with(&format!(".{e}"))));
+        if bypass {
+            return None;
+        }
+    }
+    let names: &[&'static str] = if url.scheme() == "https" {
+        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
+    } else {
+        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+    };
+    names.iter().copied().find(|n| set(n).is_some())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Knox
+
+/// The rows that need HTTP, in table order.
+struct KnoxRows {
+    tls: Row,
+    knox: Row,
+    credentials: Row,
+    managed: Row,
+    renew: Row,
+    limit: Row,
+    clock: Row,
+    cleanup: Row,
+}
+
+impl KnoxRows {
+    fn skipped(why: &str) -> KnoxRows {
+        let skip = |name| Row::new(Mark::Skip, name, why);
+        KnoxRows {
+            tls: skip("tls"),
+            knox: skip("knox"),
+            credentials: skip("credentials"),
+            managed: skip("managed"),
+            renew: skip("renew"),
+            limit: skip("token-limit"),
+            clock: skip("clock"),
+            cleanup: skip("cleanup"),
+        }
+    }
+
+    fn into_rows(self) -> Vec<Row> {
+        vec![
+            self.tls,
+            self.knox,
+            self.credentials,
+            self.managed,
+            self.renew,
+            self.limit,
+            self.clock,
+            self.cleanup,
+        ]
+    }
+}
+
+async fn knox_checks(c: &Cluster, renew_trial: bool) -> Vec<Row> {
+    let url = shown(&c.token_url);
+    let client = match KnoxClient::new(&c.transport) {
+        Ok(client) => client,
+        Err(e) => {
+            let mut rows = KnoxRows::skipped("no HTTP client (see tls)");
+            rows.tls = Row::new(Mark::Fail, "tls", format!("{e:#}"));
+            return rows.into_rows();
+        }
+    };
+    let acquired = client.acquire(c).await;
+    let mut rows = KnoxRows::skipped("needs a token, and Knox issued none (see above)");
+    rows.tls = tls_row(c, &acquired);
+    let accepted = matches!(acquired, Ok(_) | Err(KnoxError::TokenLimitExceeded { .. }));
+    rows.credentials = credentials_row(c, &acquired);
+
+    // Which API answers, and whether tokens are managed: getTssStatus on v2 (Knox ≥ 2.1), else v1.
+    let tss = if accepted { Some(tss_probe(c, &client).await) } else { None };
+    let token = acquired.as_ref().ok();
+    let managed = token.filter(|t| !t.legacy).map(|t| t.managed).or_else(|| tss.as_ref()?.enabled);
+    if accepted {
+        rows.managed = managed_row(c, token, tss.as_ref());
+    }
+
+    let mut flavor = Flavor::default();
+    let mut verbs: Vec<String> = Vec::new();
+    if let Some(t) = token {
+        rows.renew = renew_row(c, &client, t, managed, renew_trial, &mut flavor, &mut verbs).await;
+        rows.clock = clock_row(c, t);
+    }
+    if accepted {
+        let limit_hit = matches!(acquired, Err(KnoxError::TokenLimitExceeded { .. }));
+        rows.limit = limit_row(c, &client, token, managed, limit_hit).await;
+    }
+    if let Some(t) = token {
+        rows.cleanup = cleanup_row(c, &client, t, managed, &mut flavor, &mut verbs).await;
+    }
+    rows.knox = knox_row(c, &url, &acquired, tss.as_ref(), &verbs);
+    rows.into_rows()
+}
+
+fn tls_row(c: &Cluster, acquired: &Result<Token, KnoxError>) -> Row {
+    let t = &c.transport;
+    if !t.https {
+        return Row::new(Mark::Pass, "tls", "n/a (http on loopback)");
+    }
+    let trust = match &t.ca_file {
+        Some(ca) => format!("ca_file {} and the system roots", ca.display()),
+        None => "the system roots (no ca_file)".to_owned(),
+    };
+    let host = c.token_url.host_str().unwrap_or("?");
+    let port = c.token_url.port_or_known_default().unwrap_or(443);
+    match acquired {
+        Err(KnoxError::Tls { detail, .. }) => {
+            // The chain ends with the reason ("invalid peer certificate: UnknownIssuer").
+            let reason = detail.rsplit("): ").next().unwrap_or(detail);
+            Row::new(
+                Mark::Fail,
+                "tls",
+                format!(
+                    "the certificate of {host}:{port} does not verify against {trust}: {reason}; does \
+                     ca_file name the CA that signed the gateway's certificate?"
+                ),
+            )
+        }
+        Err(KnoxError::Credentials { .. }) => {
+            Row::new(Mark::Skip, "tls", "no request was sent (the credentials could not be read)")
+        }
+        Err(KnoxError::Transport { detail, .. }) if looks_like_tls(detail) => {
+            let reason = detail.rsplit("): ").next().unwrap_or(detail);
+            Row::new(Mark::Fail, "tls", format!("TLS handshake with {host}:{port} failed: {reason}"))
+        }
+        Err(KnoxError::Transport { .. } | KnoxError::Timeout { .. }) => {
+            Row::new(Mark::Skip, "tls", "no HTTP answer (see knox)")
+        }
+        _ if t.insecure_skip_tls_verify => Row::new(
+            Mark::Warn,
+            "tls",
+            format!(
+                "the certificate of {host}:{port} is not verified: insecure_skip_tls_verify is set, so \
+                 anyone on the network path can read the credentials"
+            ),
+        ),
+        _ => Row::new(Mark::Pass, "tls", format!("certificate of {host}:{port} verified against {trust}")),
+    }
+}
+
+fn looks_like_tls(detail: &str) -> bool {
+    let d = detail.to_ascii_lowercase();
+    d.contains("handshake") || d.contains("tls") || d.contains("alert")
+}
+
+fn credentials_row(c: &Cluster, acquired: &Result<Token, KnoxError>) -> Row {
+    let who = describe_auth(&c.auth);
+    match acquired {
+        Ok(t) => {
+            let life = t
+                .lifetime(c.lifecycle.consumers_validate)
+                .map_or_else(|| "never expires".to_owned(), |l| format!("valid for {}", human(l)));
+            Row::new(
+                Mark::Pass,
+                "credentials",
+                format!("{who} accepted: test token {} issued ({life})", t.id()),
+            )
+        }
+        Err(KnoxError::TokenLimitExceeded { .. }) => Row::new(
+            Mark::Pass,
+            "credentials",
+            format!("{who} accepted, but Knox refused a new token (see token-limit)"),
+        ),
+        Err(
+            e @ (KnoxError::Unauthorized { .. } | KnoxError::Redirect { .. } | KnoxError::Credentials { .. }),
+        ) => Row::new(Mark::Fail, "credentials", format!("{who}: {e}")),
+        Err(_) => Row::new(Mark::Skip, "credentials", "Knox did not say (see above)"),
+    }
+}
+
+fn describe_auth(auth: &Auth) -> String {
+    match auth {
+        Auth::Basic { user, password_file } => {
+            format!("basic user {user} (password_file {})", password_file.display())
+        }
+        Auth::Cookie { cookie_file, cookie_name } => {
+            format!("cookie {cookie_name} (cookie_file {})", cookie_file.display())
+        }
+        Auth::Bearer { token_file } => format!("bearer (token_file {})", token_file.display()),
+    }
+}
+
+/// What `getTssStatus` told.
+struct Tss {
+    /// Whether `v2/token/getTssStatus` answered: `Some(true)` 200, `Some(false)` 404 (no v2
+    /// API: Knox before 2.1), `None` neither.
+    v2: Option<bool>,
+    /// `tokenManagementEnabled`, if an answer had it.
+    enabled: Option<bool>,
+    /// For the managed row: the backend and TTL, or why there is no answer.
+    detail: String,
+}
+
+async fn tss_probe(c: &Cluster, client: &KnoxClient) -> Tss {
+    let (v2_present, answer) = match tss_get(client, c, true).await {
+        Ok((StatusCode::OK, body)) => (Some(true), Ok((StatusCode::OK, body))),
+        Ok((StatusCode::NOT_FOUND, _)) => (Some(false), tss_get(client, c, false).await),
+        _ => (None, tss_get(client, c, false).await),
+    };
+    let (enabled, detail) = match answer {
+        Ok((StatusCode::OK, body)) => match serde_json::from_str::<serde_json::Value>(&body) {
+            Ok(v) => {
+                let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+                let enabled = field("tokenManagementEnabled").map(|s| s.eq_ignore_ascii_case("true"));
+                let mut parts = vec![format!(
+                    "getTssStatus says tokenManagementEnabled={}",
+                    field("tokenManagementEnabled").unwrap_or_else(|| "(absent)".into())
+                )];
+                if let Some(b) = field("actualTssBackend") {
+                    parts.push(format!("backend {b}"));
+                }
+                if let Some(s) = field("maximumLifetimeSeconds").and_then(|s| s.parse::<i64>().ok()) {
+                    parts.push(match s {
+                        s if s < 0 => "knox.token.ttl unlimited".to_owned(),
+                        s => format!("knox.token.ttl {}", human(Duration::from_secs(s as u64))),
+                    });
+                }
+                (enabled, parts.join(", "))
+            }
+            Err(_) => (None, "getTssStatus answered 200 with a body that is not JSON".to_owned()),
+        },
+        Ok((status, _)) => (None, format!("getTssStatus answered {status}")),
+        Err(e) => (None, format!("getTssStatus failed: {e}")),
+    };
+    Tss { v2: v2_present, enabled, detail }
+}
+
+fn managed_row(c: &Cluster, token: Option<&Token>, tss: Option<&Tss>) -> Row {
+    let tss_enabled = tss.and_then(|t| t.enabled);
+    let token_managed = token.filter(|t| !t.legacy).map(|t| t.managed);
+    let mut parts = Vec::new();
+    if let Some(t) = tss {
+        parts.push(t.detail.clone());
+    }
+    match token {
+        Some(t) if t.legacy => parts.push("the token has no managed field (Knox before 1.6)".to_owned()),
+        Some(t) => parts.push(format!("the token says managed={}", t.managed)),
+        None => {}
+    }
+    let managed = token_managed.or(tss_enabled);
+    let (mut mark, verdict) = match managed {
+        Some(true) => (Mark::Pass, "yes: renewal, revocation and the per-user token limit apply"),
+        Some(false) => {
+            (Mark::Pass, "no: tokens cannot be renewed or revoked, and no per-user token limit applies")
+        }
+        None => (Mark::Pass, "unknown"),
+    };
+    if let (Some(a), Some(b)) = (tss_enabled, token_managed) {
+        if a != b {
+            parts.push(
+                "they disagree: the topology's KNOXTOKEN service overrides the gateway; the token decides"
+                    .to_owned(),
+            );
+        }
+    }
+    if managed == Some(false) && c.lifecycle.consumers_validate == Validation::Gateway {
+        mark = Mark::Warn;
+        parts
+            .push("consumers_validate = \"gateway\" wants renewal, so tokens are re-acquired instead".into());
+    }
+    Row::new(mark, "managed", format!("{verdict} ({})", parts.join("; ")))
+}
+
+#[allow(clippy::too_many_arguments)] // One call site; a struct would only rename the arguments.
+async fn renew_row(
+    c: &Cluster,
+    client: &KnoxClient,
+    t: &Token,
+    managed: Option<bool>,
+    renew_trial: bool,
+    flavor: &mut Flavor,
+    verbs: &mut Vec<String>,
+) -> Row {
+    if managed == Some(false) {
+        return Row::new(
+            Mark::Pass,
+            "renew",
+            "n/a: Knox does not renew unmanaged tokens (it only echoes the JWT's exp)",
+        );
+    }
+    let Some(current) = t.server_expiry_ms() else {
+        return Row::new(Mark::Pass, "renew", "n/a: the token never expires, so it is never renewed");
+    };
+    if !renew_trial {
+        return Row::new(Mark::Skip, "renew", "not tried: pass --renew-trial to renew the test token once");
+    }
+    let note = if c.lifecycle.consumers_validate == Validation::Jwt {
+        " (this cluster does not rely on renewal: consumers_validate = \"jwt\")"
+    } else {
+        ""
+    };
+    match client.token_op(c, Op::Renew, &t.jwt, flavor).await {
+        Ok((status, body)) => {
+            let via = verb(Op::Renew, *flavor);
+            verbs.push(format!("renew took {via}"));
+            let a = answer::parse(&body);
+            match answer::renewal(status.as_u16(), &a, current) {
+                Renewal::Extended(ms) => Row::new(
+                    Mark::Pass,
+                    "renew",
+                    format!(
+                        "{via} renewed the test token: server-side expiry {} → {}",
+                        rfc3339(from_epoch_ms(current)),
+                        rfc3339(from_epoch_ms(ms))
+                    ),
+                ),
+                Renewal::Reacquire(reason) => {
+                    let knox = a.error.map(|e| format!(": {e}")).unwrap_or_default();
+                    let code = a.code.map(|c| format!(" code {c}")).unwrap_or_default();
+                    let what = match reason {
+                        Reason::NotAuthorized => {
+                            "not authorized to renew (not in knox.token.renewer.whitelist)"
+                        }
+                        r => r.describe(),
+                    };
+                    Row::new(
+                        Mark::Fail,
+                        "renew",
+                        format!("{what}: {via} answered {status}{code}{knox}{note}"),
+                    )
+                }
+            }
+        }
+        Err(e) => Row::new(Mark::Fail, "renew", format!("{e}{note}")),
+    }
+}
+
+/// Decides on Knox's clock offset, as `KnoxClient` measured it from the `Date` header.
+///
+/// The keeper measures lifetimes on Knox's clock, so its own schedule does not suffer; but a
+/// consumer that checks `exp` with this host's clock disagrees with Knox by the offset. Up to
+/// [`CLOCK_WARN`] that is ordinary drift (✔); beyond it, a warning; beyond `min_remaining`
+/// (the validity the keeper guarantees at refresh) the offset eats the guarantee (✘).
+fn clock_row(c: &Cluster, t: &Token) -> Row {
+    let offset = Duration::from_millis(t.clock_offset_ms.unsigned_abs());
+    let min_remaining = c.policy.min_remaining;
+    if offset <= CLOCK_RESOLUTION {
+        return Row::new(
+            Mark::Pass,
+            "clock",
+            "Knox's clock agrees with this host's to within 1s (Date header of the token answer)",
+        );
+    }
+    let side = if t.clock_offset_ms > 0 { "ahead of" } else { "behind" };
+    let said = format!("Knox's clock is {} {side} this host's (Date header)", human(offset));
+    if offset > min_remaining {
+        Row::new(
+            Mark::Fail,
+            "clock",
+            format!(
+                "{said}: more than min_remaining ({}), so consumers that check exp with this host's \
+                 clock may see a fresh token as expired or an expired one as valid; fix NTP on one side",
+                human(min_remaining)
+            ),
+        )
+    } else if offset > CLOCK_WARN {
+        Row::new(
+            Mark::Warn,
+            "clock",
+            format!("{said}: within min_remaining ({}) but more than NTP drift", human(min_remaining)),
+        )
+    } else {
+        Row::new(Mark::Pass, "clock", said)
+    }
+}
+
+async fn limit_row(
+    c: &Cluster,
+    client: &KnoxClient,
+    token: Option<&Token>,
+    managed: Option<bool>,
+    limit_hit: bool,
+) -> Row {
+    const NAME: &str = "token-limit";
+    if managed == Some(false) && !limit_hit {
+        return Row::new(Mark::Pass, NAME, "n/a: Knox counts only managed tokens");
+    }
+    let refused = "Knox refused a new token: per-user token limit exceeded (403)";
+    let user = match &c.auth {
+        Auth::Basic { user, .. } => Some(user.clone()),
+        _ => token.and_then(|t| t.subject.clone()),
+    };
+    let Some(user) = user else {
+        let mark = if limit_hit { Mark::Fail } else { Mark::Skip };
+        return Row::new(mark, NAME, if limit_hit { refused } else { "no user name to list tokens for" });
+    };
+    let own = token.and_then(|t| t.token_id.as_deref());
+    let listed = match client.user_tokens(c, &user).await {
+        Ok((StatusCode::OK, body)) => match serde_json::from_str::<wire::UserTokens>(&body) {
+            Ok(list) => Ok(list),
+            Err(e) => Err(format!("getUserTokens answered 200 with a body that is not a token list: {e}")),
+        },
+        Ok((StatusCode::SERVICE_UNAVAILABLE, _)) if !limit_hit => {
+            return Row::new(Mark::Pass, NAME, "n/a: token management is off (getUserTokens answered 503)")
+        }
+        Ok((StatusCode::NOT_FOUND, _)) if !limit_hit => {
+            return Row::new(
+                Mark::Skip,
+                NAME,
+                "Knox before 1.6 has no getUserTokens, so the tokens cannot be counted",
+            )
+        }
+        Ok((status, _)) => Err(format!("getUserTokens?userName={user} answered {status}")),
+        Err(e) => Err(e.to_string()),
+    };
+    let list = match listed {
+        Ok(list) => list,
+        Err(why) if limit_hit => return Row::new(Mark::Fail, NAME, format!("{refused}; {why}")),
+        Err(why) => return Row::new(Mark::Warn, NAME, format!("cannot count {user}'s tokens: {why}")),
+    };
+    let knox_now = token.map_or_else(|| epoch_ms(SystemTime::now()), |t| t.knox_now_ms);
+    let mut held = 0;
+    let mut expired = 0;
+    for t in list.tokens.iter().filter(|t| Some(t.token_id.as_str()) != own) {
+        match t.expiration_long {
+            Some(ms) if ms >= 0 && ms + EVICTION_GRACE_MS <= knox_now => {} // evicted at the next sweep
+            Some(ms) if ms >= 0 && ms <= knox_now => {
+                held += 1;
+                expired += 1;
+            }
+            _ => held += 1,
+        }
+    }
+    let expired_note = if expired > 0 {
+        format!(", {expired} of them expired but counted until evicted 24h after expiry")
+    } else {
+        String::new()
+    };
+    let besides = if own.is_some() { " besides doctor's test token" } else { "" };
+    let counted = format!(
+        "{user} holds {held} token{}{besides}{expired_note} (Knox's default limit is {KNOX_DEFAULT_TOKEN_LIMIT})",
+        if held == 1 { "" } else { "s" }
+    );
+    if limit_hit {
+        Row::new(
+            Mark::Fail,
+            NAME,
+            format!(
+                "{refused}; {counted}: revoke unused ones (`token-keeper tokens list`, `tokens revoke ID`)"
+            ),
+        )
+    } else if held >= TOKEN_LIMIT_WARN {
+        Row::new(
+            Mark::Warn,
+            NAME,
+            format!("{counted}: little headroom; the keeper holds two at each rotation until it revokes the old one"),
+        )
+    } else {
+        Row::new(Mark::Pass, NAME, counted)
+    }
+}
+
+async fn cleanup_row(
+    c: &Cluster,
+    client: &KnoxClient,
+    t: &Token,
+    managed: Option<bool>,
+    flavor: &mut Flavor,
+    verbs: &mut Vec<String>,
+) -> Row {
+    const NAME: &str = "cleanup";
+    let until = t.server_expiry_ms().map_or_else(
+        || "it never expires".to_owned(),
+        |ms| format!("it expires at {}", rfc3339(from_epoch_ms(ms))),
+    );
+    if managed == Some(false) {
+        return Row::new(
+            Mark::Pass,
+            NAME,
+            format!(
+                "n/a: unmanaged test token {} cannot be revoked and counts toward no limit; {until}",
+                t.id()
+            ),
+        );
+    }
+    // Knox before 1.6 revokes only by the full JWT (knox-api.md §4.1).
+    let body = match &t.token_id {
+        Some(id) => Secret::new(id.clone()),
+        None => t.jwt.clone(),
+    };
+    match client.token_op(c, Op::Revoke, &body, flavor).await {
+        Ok((status, text)) => {
+            let via = verb(Op::Revoke, *flavor);
+            verbs.push(format!("revoke took {via}"));
+            let a = answer::parse(&text);
+            let knox = a.error.clone().map(|e| format!(" ({e})")).unwrap_or_default();
+            match answer::revocation(status.as_u16(), &a) {
+                Revocation::Revoked => {
+                    Row::new(Mark::Pass, NAME, format!("{via} revoked doctor's test token {}", t.id()))
+                }
+                Revocation::AlreadyGone => {
+                    Row::new(Mark::Pass, NAME, format!("Knox no longer knows the test token {}{knox}", t.id()))
+                }
+                Revocation::NotConfigured => Row::new(
+                    Mark::Pass,
+                    NAME,
+                    format!("n/a: token management is off, so the test token {} counts toward no limit", t.id()),
+                ),
+                Revocation::NotAuthorized if t.legacy => Row::new(
+                    Mark::Warn,
+                    NAME,
+                    format!(
+                        "Knox before 1.6 lets only whitelisted callers revoke: {via} answered {status}{knox}; \
+                         the test token stays until {until}"
+                    ),
+                ),
+                Revocation::NotAuthorized | Revocation::Refused => Row::new(
+                    Mark::Fail,
+                    NAME,
+                    format!(
+                        "Knox refused to revoke doctor's test token {}: {via} answered {status}{knox}; it counts \
+                         toward the user's limit until {until}, and the keeper's revocation of superseded \
+                         tokens will be refused the same way",
+                        t.id()
+                    ),
+                ),
+            }
+        }
+        Err(e) => Row::new(Mark::Fail, NAME, format!("revoking doctor's test token {} failed: {e}", t.id())),
+    }
+}
+
+fn knox_row(
+    c: &Cluster,
+    url: &str,
+    acquired: &Result<Token, KnoxError>,
+    tss: Option<&Tss>,
+    verbs: &[String],
+) -> Row {
+    const NAME: &str = "knox";
+    let mut notes = Vec::new();
+    match tss.and_then(|t| t.v2) {
+        Some(true) => notes.push("v2 API present (Knox 2.1 or later)".to_owned()),
+        Some(false) => notes.push("no v2 API (Knox before 2.1)".to_owned()),
+        None => {}
+    }
+    if let Ok(t) = acquired {
+        if t.legacy {
+            notes.push("the answer has no token_id or managed field (Knox before 1.6)".to_owned());
+        }
+    }
+    notes.extend(verbs.iter().cloned());
+    let notes = if notes.is_empty() { String::new() } else { format!(": {}", notes.join(", ")) };
+    match acquired {
+        Ok(_) => Row::new(Mark::Pass, NAME, format!("KNOXTOKEN at {url} issued a token{notes}")),
+        Err(KnoxError::TokenLimitExceeded { .. }) => Row::new(
+            Mark::Pass,
+            NAME,
+            format!("KNOXTOKEN at {url} answered (403 token limit exceeded){notes}"),
+        ),
+        Err(e @ KnoxError::Rejected { status: StatusCode::NOT_FOUND, .. }) => Row::new(
+            Mark::Fail,
+            NAME,
+            format!(
+                "{e}: no KNOXTOKEN service at this path; check the gateway path and topology in token_url"
+            ),
+        ),
+        Err(KnoxError::Transport { detail, .. }) if c.transport.https && looks_like_tls(detail) => {
+            Row::new(Mark::Skip, NAME, "TLS failed (see tls)")
+        }
+        Err(
+            e @ (KnoxError::Rejected { .. }
+            | KnoxError::Server { .. }
+            | KnoxError::UnexpectedBody { .. }
+            | KnoxError::Transport { .. }
+            | KnoxError::Timeout { .. }),
+        ) => {
+            let via = match (e, proxy_var(&c.token_url)) {
+                (KnoxError::Transport { .. } | KnoxError::Timeout { .. }, Some(v)) => {
+                    format!(" (through the proxy in ${v})")
+                }
+                _ => String::new(),
+            };
+            Row::new(Mark::Fail, NAME, format!("{e}{via}"))
+        }
+        Err(KnoxError::Tls { .. }) => Row::new(Mark::Skip, NAME, "TLS failed (see tls)"),
+        Err(_) => Row::new(Mark::Skip, NAME, "the credentials were not accepted (see credentials)"),
+    }
+}
+
+/// The method and path an operation took with `flavor`, for the table.
+fn verb(op: Op, flavor: Flavor) -> String {
+    let path = match op {
+        Op::Renew => "renew",
+        Op::Revoke => "revoke",
+        Op::Enable => "enable",
+        Op::Disable => "disable",
+    };
+    let (method, api) = match (op, flavor) {
+        (Op::Enable | Op::Disable, Flavor::V2) => ("PUT", "v2"),
+        (Op::Enable | Op::Disable, _) => ("PUT", "v1"),
+        (_, Flavor::V1Post) => ("POST", "v1"),
+        (Op::Renew, Flavor::V2) => ("PUT", "v2"),
+        (Op::Renew, Flavor::V1Put) => ("PUT", "v1"),
+        (Op::Revoke, Flavor::V2) => ("DELETE", "v2"),
+        (Op::Revoke, Flavor::V1Put) => ("DELETE", "v1"),
+    };
+    format!("{method} {api}/token/{path}")
+}
+
+/// `GET .../token/getTssStatus` (knox-api.md §4.4) with the cluster's credentials: Knox's status
+/// and body. `KnoxClient` has no such call yet and keeps its credential helper private, so this
+/// builds a client of its own with the same settings (`_client` is for when it has one).
+async fn tss_get(client: &KnoxClient, c: &Cluster, v2: bool) -> Result<(StatusCode, String), String> {
+    client.tss_status(c, v2).await.map_err(|e| e.to_string())
+}
+
+/// The URL without its query string (which may hold `doAs` or metadata).
+fn shown(url: &Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.to_string()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+/// Per directory: the safety rule, a trial write and rename, the filesystem; then per output
+/// file: its mode and owner, and what group and others get.
+fn output_rows(c: &Cluster) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut dirs: Vec<(PathBuf, Vec<&Output>)> = Vec::new();
+    for o in &c.outputs {
+        let dir = parent(&o.path).to_owned();
+        match dirs.iter_mut().find(|(d, _)| *d == dir) {
+            Some((_, list)) => list.push(o),
+            None => dirs.push((dir, vec![o])),
+        }
+    }
+    for (dir, outputs) in &dirs {
+        let meta = fs::metadata(dir).ok().filter(Metadata::is_dir);
+        rows.push(dir_row(dir, outputs));
+        rows.push(write_row(dir, meta.is_some()));
+        rows.push(fs_row(dir));
+        for o in outputs {
+            rows.push(file_row(o, dir, meta.as_ref()));
+        }
+    }
+    rows
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn dir_row(dir: &Path, outputs: &[&Output]) -> Row {
+    const NAME: &str = "output-dir";
+    let shown = dir.display();
+    match fs::metadata(dir) {
+        Ok(m) if !m.is_dir() => Row::new(Mark::Fail, NAME, format!("{shown} is not a directory")),
+        Ok(m) => {
+            if let Some(e) = outputs.iter().find_map(|o| sink::check_output(&o.path).err()) {
+                return Row::new(Mark::Fail, NAME, e);
+            }
+            let mode = m.mode() & 0o7777;
+            let who = if mode & 0o022 == 0 {
+                "only the owner can write"
+            } else {
+                "sticky and writable by others, like /tmp; the files in it are ours"
+            };
+            Row::new(
+                Mark::Pass,
+                NAME,
+                format!(
+                    "{shown}: mode {mode:04o}, owner {}, group {}; {who}",
+                    user_name(m.uid()),
+                    group_name(m.gid())
+                ),
+            )
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let Some(ancestor) = dir.ancestors().skip(1).find(|a| a.exists()) else {
+                return Row::new(Mark::Fail, NAME, format!("{shown} does not exist, nor does any parent"));
+            };
+            if ancestor.is_dir() && writable(ancestor) {
+                Row::new(
+                    Mark::Pass,
+                    NAME,
+                    format!(
+                        "{shown} does not exist yet; the keeper will create it mode 0700 under {} (writable)",
+                        ancestor.display()
+                    ),
+                )
+            } else {
+                Row::new(
+                    Mark::Fail,
+                    NAME,
+                    format!(
+                        "{shown} does not exist and {} is not a directory this user (uid {}) can write to: \
+                         create it, e.g. `install -d -m 0750 {shown}`, or set StateDirectory= in the unit",
+                        ancestor.display(),
+                        euid()
+                    ),
+                )
+            }
+        }
+        Err(e) => Row::new(Mark::Fail, NAME, format!("cannot inspect {shown}: {e}")),
+    }
+}
+
+/// Creates a temp file in `dir` and renames it there, as the sink does for every publish.
+/// Same directory means same filesystem, so the rename is atomic; this proves we may do it.
+fn write_row(dir: &Path, exists: bool) -> Row {
+    const NAME: &str = "atomic-write";
+    if !exists {
+        return Row::new(Mark::Skip, NAME, format!("{} does not exist yet", dir.display()));
+    }
+    let trial = || -> io::Result<()> {
+        let tmp = tempfile::Builder::new().prefix(TRIAL_PREFIX).suffix(".tmp").tempfile_in(dir)?;
+        let renamed = dir.join(format!("{TRIAL_PREFIX}{:016x}.renamed", fastrand::u64(..)));
+        tmp.persist_noclobber(&renamed).map_err(|e| e.error)?;
+        fs::remove_file(&renamed)
+    };
+    match trial() {
+        Ok(()) => Row::new(
+            Mark::Pass,
+            NAME,
+            format!("{}: created a temp file and renamed it in place, as each publish does", dir.display()),
+        ),
+        Err(e) => Row::new(
+            Mark::Fail,
+            NAME,
+            format!("{}: cannot create and rename a temp file there: {e}", dir.display()),
+        ),
+    }
+}
+
+fn fs_row(dir: &Path) -> Row {
+    const NAME: &str = "filesystem";
+    let Some(existing) = dir.ancestors().find(|a| a.exists()) else {
+        return Row::new(Mark::Skip, NAME, format!("{} has no existing parent", dir.display()));
+    };
+    let mount = match mount_of(existing) {
+        Ok(Some(m)) => m,
+        Ok(None) => return Row::new(Mark::Skip, NAME, format!("no mount found for {}", existing.display())),
+        Err(e) => return Row::new(Mark::Skip, NAME, format!("cannot read /proc/self/mountinfo: {e}")),
+    };
+    let at = format!("{}: {} mounted at {}", dir.display(), mount.fstype, mount.point.display());
+    match mount.fstype.as_str() {
+        "tmpfs" | "ramfs" => Row::new(
+            Mark::Pass,
+            NAME,
+            format!("{at} (in memory: tokens vanish at reboot, and the keeper acquires new ones at start)"),
+        ),
+        t if NETWORK_FS.contains(&t) || t.starts_with("fuse.sshfs") => Row::new(
+            Mark::Warn,
+            NAME,
+            format!("{at} (a network filesystem: readers on other hosts may see the old file for a while)"),
+        ),
+        _ => Row::new(Mark::Pass, NAME, format!("{at} (persistent)")),
+    }
+}
+
+const NETWORK_FS: &[&str] = &["nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre"];
+
+struct Mount {
+    point: PathBuf,
+    fstype: String,
+}
+
+/// The mount that holds `path`: the longest mount point that is a prefix of it in
+/// `/proc/self/mountinfo` (the last one wins when mounts are stacked).
+fn mount_of(path: &Path) -> io::Result<Option<Mount>> {
+    let text = fs::read_to_string("/proc/self/mountinfo")?;
+    let path = path.canonicalize()?;
+    let mut best: Option<Mount> = None;
+    for line in text.lines() {
+        // `id parent major:minor root mount-point options [optional...] - fstype source super`
+        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some(point) = pre.split(' ').nth(4) else { continue };
+        let point = PathBuf::from(unescape_mount(point));
+        let fstype = post.split(' ').next().unwrap_or("?").to_owned();
+        let longer = best.as_ref().is_none_or(|b| point.as_os_str().len() >= b.point.as_os_str().len());
+        if path.starts_with(&point) && longer {
+            best = Some(Mount { point, fstype });
+        }
+    }
+    Ok(best)
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
+fn unescape_mount(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            let n = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
+            out.push(n);
+            i += 4;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn file_row(o: &Output, dir: &Path, dir_meta: Option<&Metadata>) -> Row {
+    const NAME: &str = "output";
+    let head = format!("{} ({})", o.path.display(), o.format.as_str());
+    let mut warnings = Vec::new();
+    // Consumers in the group (or others) reach the file only through the directory's x bit.
+    let needs = |class_read: u32| o.mode & class_read != 0;
+    match dir_meta {
+        Some(d) => {
+            let dmode = d.mode() & 0o7777;
+            if needs(0o040) && dmode & 0o011 == 0 {
+                warnings.push(format!(
+                    "the group may read it but cannot enter {} (mode {dmode:04o}): add g+x",
+                    dir.display()
+                ));
+            }
+            if needs(0o004) && dmode & 0o001 == 0 {
+                warnings.push(format!(
+                    "others may read it but cannot enter {} (mode {dmode:04o}): add o+x",
+                    dir.display()
+                ));
+            }
+        }
+        None if needs(0o044) => warnings.push(format!(
+            "the keeper would create {} mode 0700, so only the owner could reach the file: create it \
+             first with group access (`install -d -m 0750`, or StateDirectory=)",
+            dir.display()
+        )),
+        None => {}
+    }
+    let configured = format!("mode {:04o} ({})", o.mode, classes(o.mode));
+    let (mark, detail) = match fs::symlink_metadata(&o.path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            (Mark::Pass, format!("{head}: not published yet; it will be {configured}"))
+        }
+        Err(e) => (Mark::Fail, format!("{head}: cannot inspect it: {e}")),
+        Ok(m) if m.file_type().is_symlink() => {
+            let target =
+                fs::read_link(&o.path).map(|t| t.display().to_string()).unwrap_or_else(|_| "?".into());
+            warnings.push("publishing replaces the link itself with a regular file".to_owned());
+            (Mark::Warn, format!("{head}: is a symlink to {target}"))
+        }
+        Ok(m) if !m.is_file() => (Mark::Fail, format!("{head}: is not a regular file")),
+        Ok(m) if dir_meta.is_some_and(|d| d.dev() != m.dev()) => (
+            Mark::Fail,
+            format!(
+                "{head}: is a mount point (a bind-mounted file?), so renaming a new file over it fails; \
+                 mount the directory instead"
+            ),
+        ),
+        Ok(m) => {
+            let mode = m.mode() & 0o777;
+            let owner = user_name(m.uid());
+            let group = group_name(m.gid());
+            let base = format!("{head}: mode {mode:04o}, owner {owner}, group {group} ({})", classes(mode));
+            if mode & 0o400 == 0 {
+                (Mark::Fail, format!("{base}: its owner cannot read it"))
+            } else {
+                if mode != o.mode {
+                    warnings.push(format!("the config says {:04o}, which the next publish sets", o.mode));
+                }
+                (Mark::Pass, base)
+            }
+        }
+    };
+    if o.mode & 0o400 == 0 {
+        return Row::new(
+            Mark::Fail,
+            NAME,
+            format!("{detail}; mode {:04o} in the config denies its owner read", o.mode),
+        );
+    }
+    let mark = if mark == Mark::Pass && !warnings.is_empty() { Mark::Warn } else { mark };
+    let detail = if warnings.is_empty() { detail } else { format!("{detail}; {}", warnings.join("; ")) };
+    Row::new(mark, NAME, detail)
+}
+
+/// "group: read, others: nothing" for a file mode.
+fn classes(mode: u32) -> String {
+    let what = |bits: u32| match (bits & 4 != 0, bits & 2 != 0) {
+        (true, true) => "read and write",
+        (true, false) => "read",
+        (false, true) => "write only",
+        (false, false) => "nothing",
+    };
+    format!("group: {}, others: {}", what(mode >> 3), what(mode))
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Whether this process may create entries in `dir` (write and search permission for the
+/// effective user, as the kernel would decide).
+fn writable(dir: &Path) -> bool {
+    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else { return false };
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK | libc::X_OK, libc::AT_EACCESS) == 0 }
+}
+
+/// The user's name (through NSS, so LDAP users resolve too), else the number; "(you)" marks
+/// the effective user.
+fn user_name(uid: u32) -> String {
+    let you = if uid == euid() { " (you)" } else { "" };
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: all-zero is a valid `passwd` (null pointers and zero ids).
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: the pointers are valid for the call and `buf.len()` is the buffer's size.
+        let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return format!("{uid}{you}");
+        }
+        // SAFETY: on success `pw_name` points to a NUL-terminated string inside `buf`.
+        let name = unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned();
+        return format!("{name}{you}");
+    }
+}
+
+/// The group's name (through NSS), else the number.
+fn group_name(gid: u32) -> String {
+    let mut buf = vec![0 as libc::c_char; 1024];
+    loop {
+        // SAFETY: all-zero is a valid `group` (null pointers and a zero id).
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: the pointers are valid for the call and `buf.len()` is the buffer's size.
+        let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
+            return gid.to_string();
+        }
+        // SAFETY: on success `gr_name` points to a NUL-terminated string inside `buf`.
+        return unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        let check = |s: &str, want: &str| assert_eq!(unescape_mount(s), want, "{s}");
+        check("/", "/");
+        check("/mnt/with\\040space", "/mnt/with space");
+        check("/a\\134b", "/a\\b");
+        check("/trailing\\04", "/trailing\\04");
+    }
+
+    #[test]
+    fn file_classes() {
+        let check = |mode: u32, want: &str| assert_eq!(classes(mode), want, "{mode:o}");
+        check(0o600, "group: nothing, others: nothing");
+        check(0o640, "group: read, others: nothing");
+        check(0o664, "group: read and write, others: read");
+    }
+
+    #[test]
+    fn verbs_per_flavor() {
+        let check = |op: Op, f: Flavor, want: &str| assert_eq!(verb(op, f), want);
+        check(Op::Renew, Flavor::V2, "PUT v2/token/renew");
+        check(Op::Revoke, Flavor::V2, "DELETE v2/token/revoke");
+        check(Op::Revoke, Flavor::V1Put, "DELETE v1/token/revoke");
+        check(Op::Renew, Flavor::V1Post, "POST v1/token/renew");
+    }
+
+    #[test]
+    fn the_root_mount_holds_everything() {
+        let m = mount_of(Path::new("/")).unwrap().expect("/ is mounted");
+        assert_eq!(m.point, Path::new("/"));
+    }
+}

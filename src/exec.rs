@@ -1,0 +1,312 @@
+//! `token-keeper exec`: runs a command with a token in its environment, like `k5start -- cmd`.
+//!
+//! The token is the cluster's published one when it has at least `--min-valid` left (on
+//! Knox's clock, see [`output::Published::remaining_ms`]); otherwise exec acquires one itself, so it
+//! works with or without a running daemon. It refuses, exit 1, when neither can cover
+//! `--min-valid`.
+//!
+//! Decisions:
+//! - exec is a consumer, not the keeper: it never publishes the token it acquired, nor
+//!   revokes it afterwards. Publishing belongs to the one daemon that schedules refreshes and
+//!   revokes superseded tokens; a second writer would bump the generation and leave tokens
+//!   behind that nobody revokes. The child may also have handed the token on (a submitted
+//!   Spark job), so it is left to expire.
+//! - The child gets exec's own environment plus exactly one variable (`--env-var`, else the
+//!   cluster's `env_var`, else `CDE_TOKEN`). Passwords and cookies are never put in it, and
+//!   every descriptor exec opened is close-on-exec.
+//! - SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1 and SIGUSR2 are forwarded to the child, so
+//!   exec can stand in front of a daemon (`systemctl reload`, `kill -USR1`) and stops with it.
+//!   A signal the kernel sent to the whole foreground process group (Ctrl-C, Ctrl-\) already
+//!   reached a child in that group and is not sent a second time, as sudo does.
+//! - The child is waited for with `waitid(WNOWAIT)` on the blocking pool, and reaped only
+//!   after forwarding has stopped, so a signal can never reach a recycled pid.
+//! - Exit code: the child's, or 128 + the signal that killed it. A command that cannot be
+//!   started exits 127 when it is not found and 126 otherwise, as shells do.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::ExitStatusExt as _;
+use std::path::Path;
+use std::process::{Command, ExitCode, ExitStatus};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context as _};
+use futures_util::StreamExt as _;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+use signal_hook::iterator::exfiltrator::WithRawSiginfo;
+use signal_hook_tokio::SignalsInfo;
+use tracing::{debug, error, info, warn};
+
+use crate::app::pick_cluster;
+use crate::config::{self, Cluster, ConfigError, Env};
+use crate::keeper::human;
+use crate::knox::{KnoxClient, Token};
+use crate::output;
+use crate::scheduler::backoff;
+use crate::secret::Secret;
+
+/// The options of `exec`.
+#[derive(Debug, Clone)]
+pub struct Args {
+    /// The cluster, or the default one.
+    pub cluster: Option<String>,
+    /// The token must stay valid at least this long.
+    pub min_valid: Duration,
+    /// The variable to export, or the cluster's `env_var`.
+    pub env_var: Option<String>,
+    /// The command and its arguments.
+    pub command: Vec<OsString>,
+}
+
+/// The signals passed on to the child. SIGHUP, SIGINT and SIGTERM are how services are
+/// reloaded and stopped; SIGQUIT, SIGUSR1 and SIGUSR2 would otherwise kill exec (their
+/// default action) and leave the child running on its own.
+const FORWARDED: [i32; 6] = [SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2];
+
+/// How long transient Knox failures (connection, timeout, 5xx, 429) are retried, the same as
+/// `once --timeout`'s default: long enough for a gateway restart, short enough for a person
+/// waiting at a prompt.
+const RETRY_FOR: Duration = Duration::from_secs(30);
+
+/// Shells' exit codes for a command that was not found, and one that could not be run.
+const NOT_FOUND: u8 = 127;
+const NOT_EXECUTABLE: u8 = 126;
+
+/// Runs the command; the exit code is the child's (128 + signal when it was killed).
+pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path, &Env::from_process())?;
+    let cluster = pick_cluster(&config, config_path, args.cluster.as_deref())?;
+    let env_var = match args.env_var.as_deref() {
+        Some(name) => {
+            check_env_var(name)?;
+            name
+        }
+        None => cluster.env_var(),
+    };
+    let jwt = token_for(cluster, args.min_valid).await?;
+    let (program, rest) = args.command.split_first().context("no command to run")?;
+    let mut command = Command::new(program);
+    command.args(rest).env(env_var, jwt.expose());
+    run_child(command, program).await
+}
+
+/// A name `setenv` and shells accept: `[A-Za-z_][A-Za-z0-9_]*`.
+fn check_env_var(name: &str) -> Result<(), ConfigError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        && chars.all(|c| c == '_' || c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::invalid(
+            "command line",
+            format!("--env-var {name:?} is not a valid shell variable name"),
+        ))
+    }
+}
+
+/// The published token if it has `min_valid` left, else a new one from Knox if that has.
+async fn token_for(cluster: &Cluster, min_valid: Duration) -> anyhow::Result<Secret> {
+    let name = cluster.name.as_str();
+    let need = humantime::format_duration(min_valid);
+    // Why the published token will not do, for the log and the refusal message.
+    let (why_not, names_min_valid) = match output::read_published(cluster) {
+        Ok(Some(p)) => match p.remaining_ms(SystemTime::now()) {
+            None => {
+                debug!(
+                    cluster = name,
+                    token_id = p.token_id.as_deref().unwrap_or("-"),
+                    "using the published token: it never expires"
+                );
+                return Ok(p.jwt);
+            }
+            Some(ms) if ms >= min_valid.as_millis() as i64 => {
+                debug!(cluster = name, token_id = p.token_id.as_deref().unwrap_or("-"), left = %left(ms), "using the published token");
+                return Ok(p.jwt);
+            }
+            Some(ms) if ms <= 0 => ("the published token has expired".to_owned(), false),
+            Some(ms) => {
+                (format!("the published token has {} left, less than --min-valid {need}", left(ms)), true)
+            }
+        },
+        Ok(None) => ("no token is published".to_owned(), false),
+        Err(e) => {
+            warn!(cluster = name, "ignoring the published token: {e:#}");
+            (format!("the published token is unreadable ({e:#})"), false)
+        }
+    };
+    let cover = if names_min_valid { need.to_string() } else { format!("--min-valid {need}") };
+    let cluster = asking_for(cluster, min_valid);
+    let token = match acquire(&cluster).await {
+        Ok(t) => t,
+        Err(e) => bail!("cluster {name:?}: {why_not}, and acquiring a new one failed, so no token can cover {cover}: {e:#}"),
+    };
+    let lifetime = token.lifetime(cluster.lifecycle.consumers_validate);
+    if let Some(l) = lifetime.filter(|l| *l < min_valid) {
+        bail!(
+            "cluster {name:?}: {why_not}, and Knox issued one with only {}: no token can cover {cover}",
+            human(l)
+        );
+    }
+    info!(
+        cluster = name,
+        reason = %why_not,
+        token_id = %token.id(),
+        fingerprint = %token.jwt.fingerprint(),
+        left = %lifetime.map_or_else(|| "never expires".into(), human),
+        "acquired a token for the command (exec does not publish it)"
+    );
+    Ok(token.jwt)
+}
+
+/// Milliseconds left, for people.
+fn left(ms: i64) -> String {
+    human(Duration::from_millis(ms.max(0) as u64))
+}
+
+/// `cluster` with its requested `lifespan` raised to cover `min_valid`, when it asks for one
+/// at all. Without a configured `lifespan` (or `min_valid`) Knox's TTL applies, which is
+/// already the longest Knox gives (a longer `lifespan` is capped to it, knox-api.md §1.3),
+/// so asking would only ever shorten the token.
+fn asking_for(cluster: &Cluster, min_valid: Duration) -> Cluster {
+    let mut c = cluster.clone();
+    if c.lifespan.is_some() || c.lifecycle.min_valid.is_some() {
+        c.lifecycle.min_valid = Some(c.lifecycle.min_valid.map_or(min_valid, |m| m.max(min_valid)));
+    }
+    c
+}
+
+/// One acquisition, retrying transient failures for up to [`RETRY_FOR`].
+async fn acquire(cluster: &Cluster) -> anyhow::Result<Token> {
+    let client = KnoxClient::new(&cluster.transport)?;
+    let deadline = Instant::now() + RETRY_FOR;
+    let mut failures = 0;
+    loop {
+        match client.acquire(cluster).await {
+            Ok(token) => return Ok(token),
+            Err(e) => {
+                failures += 1;
+                let wait = backoff(failures, fastrand::f64(), e.class());
+                if !e.is_transient() || Instant::now() + wait >= deadline {
+                    return Err(e.into());
+                }
+                warn!(cluster = %cluster.name, status = e.status(), "attempt {failures} failed: {e}; retrying in {}", human(wait));
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
+
+/// Starts `command`, forwards signals to it until it exits, and returns its exit code.
+async fn run_child(mut command: Command, program: &OsString) -> anyhow::Result<ExitCode> {
+    // Before the spawn, so that a signal arriving in between is queued and then forwarded
+    // rather than killing exec (the default action) and orphaning the child. Until here the
+    // default actions apply: stopping exec while it fetches a token leaves nothing behind.
+    let mut signals = SignalsInfo::<WithRawSiginfo>::with_exfiltrator(FORWARDED, WithRawSiginfo)
+        .context("installing signal handlers")?;
+    let handle = signals.handle();
+    let mut child = match command.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            handle.close();
+            let code = if e.kind() == io::ErrorKind::NotFound { NOT_FOUND } else { NOT_EXECUTABLE };
+            error!("cannot run {}: {e}", program.to_string_lossy());
+            return Ok(ExitCode::from(code));
+        }
+    };
+    // The pid of a child we have not reaped: it cannot be reused until `child.wait()` below.
+    let pid = libc::pid_t::try_from(child.id()).context("the child's pid does not fit pid_t")?;
+    debug!(pid, "command started");
+    let mut exited = tokio::task::spawn_blocking(move || wait_exited(pid));
+    loop {
+        tokio::select! {
+            r = &mut exited => {
+                r.context("waiting for the command")?.context("waiting for the command")?;
+                break;
+            }
+            Some(info) = signals.next() => forward(pid, &info),
+        }
+    }
+    handle.close();
+    // Reaps the child, which has already exited: this does not block.
+    let status = child.wait().context("reaping the command")?;
+    debug!(%status, "command exited");
+    Ok(ExitCode::from(exit_code(status)))
+}
+
+/// Blocks until `pid` has exited, without reaping it (`WNOWAIT`), so its pid stays ours
+/// while signals may still be forwarded to it.
+fn wait_exited(pid: libc::pid_t) -> io::Result<()> {
+    loop {
+        // SAFETY: siginfo_t is plain old data, for which all zeroes is a valid value.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: `info` is a valid, writable siginfo_t that outlives the call.
+        let rc =
+            unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+        if rc == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Sends the signal described by `info` on to `pid`, unless the kernel sent it to the whole
+/// process group (Ctrl-C, Ctrl-\ at a terminal) and the child, still in our group, got it too.
+fn forward(pid: libc::pid_t, info: &libc::siginfo_t) {
+    let signal = info.si_signo;
+    // SAFETY: getpgid and getpgrp have no preconditions; `pid` is our unreaped child.
+    let same_group = unsafe { libc::getpgid(pid) == libc::getpgrp() };
+    if info.si_code == libc::SI_KERNEL && same_group {
+        debug!(signal, "not forwarded: the kernel sent it to the child's process group too");
+        return;
+    }
+    // SAFETY: kill has no memory-safety preconditions; `pid` is our child, not yet reaped,
+    // so it cannot name another process.
+    if unsafe { libc::kill(pid, signal) } == 0 {
+        debug!(signal, pid, "signal forwarded");
+    } else {
+        warn!(signal, pid, "cannot forward the signal: {}", io::Error::last_os_error());
+    }
+}
+
+/// The child's exit code, or 128 + the signal that killed it, as shells report it.
+fn exit_code(status: ExitStatus) -> u8 {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code as u8,
+        (None, Some(signal)) => (128 + signal) as u8,
+        // Neither exited nor killed: only a stopped child reports this, and wait() does not
+        // return for one.
+        (None, None) => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_shells() {
+        let check =
+            |raw: i32, expected: u8| assert_eq!(exit_code(ExitStatus::from_raw(raw)), expected, "{raw:#x}");
+        check(0, 0);
+        check(7 << 8, 7);
+        check(255 << 8, 255);
+        check(libc::SIGTERM, 143);
+        check(libc::SIGKILL, 137);
+        // Killed and dumped core: still 128 + the signal.
+        check(libc::SIGSEGV | 0x80, 139);
+    }
+
+    #[test]
+    fn env_var_names() {
+        for ok in ["CDE_TOKEN", "_x", "a1"] {
+            assert!(check_env_var(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1A", "A-B", "A=B", "A B", "É"] {
+            assert!(check_env_var(bad).is_err(), "{bad}");
+        }
+    }
+}
