@@ -813,6 +813,8 @@ struct RawKnobs {
     on_change: Option<RawOnChange>,
 }
 
+/// The per-cluster keys repeat `RawKnobs`'s on purpose: serde's `flatten` would share them,
+/// but it disables `deny_unknown_fields`, and rejecting unknown keys matters more.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCluster {

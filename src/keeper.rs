@@ -160,6 +160,16 @@ impl PendingRevoke {
     }
 }
 
+/// Clones a spawned task takes along.
+struct TaskCtx {
+    cluster: Arc<Cluster>,
+    client: KnoxClient,
+    flavor: Flavor,
+    permits: Arc<Semaphore>,
+    shutdown: CancellationToken,
+    tx: mpsc::UnboundedSender<Outcome>,
+}
+
 /// What an attempt does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Work {
@@ -466,12 +476,7 @@ impl Keeper {
         slot.in_flight = true;
         let id = slot.id;
         let generation = if renew.is_some() { slot.generation } else { slot.generation + 1 };
-        let cluster = slot.cluster.clone();
-        let client = slot.client.clone();
-        let mut flavor = slot.flavor;
-        let permits = self.permits.clone();
-        let shutdown = self.shutdown.clone();
-        let tx = self.outcomes_tx.clone();
+        let TaskCtx { cluster, client, mut flavor, permits, shutdown, tx } = self.task_ctx(name);
         self.tracker.spawn(async move {
             let result = match renew {
                 Some(token) => {
@@ -486,17 +491,25 @@ impl Keeper {
         });
     }
 
+    /// What a task for `name`'s cluster needs. The slot must exist.
+    fn task_ctx(&self, name: &str) -> TaskCtx {
+        let slot = &self.slots[name];
+        TaskCtx {
+            cluster: slot.cluster.clone(),
+            client: slot.client.clone(),
+            flavor: slot.flavor,
+            permits: self.permits.clone(),
+            shutdown: self.shutdown.clone(),
+            tx: self.outcomes_tx.clone(),
+        }
+    }
+
     fn start_revoke(&mut self, pending: PendingRevoke) {
-        let Some(slot) = self.slots.get(&pending.cluster).filter(|s| s.id == pending.slot_id) else {
+        if self.slots.get(&pending.cluster).is_none_or(|s| s.id != pending.slot_id) {
             debug!(cluster = %pending.cluster, token_id = %pending.id(), "not revoking: the cluster was removed");
             return;
-        };
-        let cluster = slot.cluster.clone();
-        let client = slot.client.clone();
-        let mut flavor = slot.flavor;
-        let permits = self.permits.clone();
-        let shutdown = self.shutdown.clone();
-        let tx = self.outcomes_tx.clone();
+        }
+        let TaskCtx { cluster, client, mut flavor, permits, shutdown, tx } = self.task_ctx(&pending.cluster);
         self.tracker.spawn(async move {
             let body = pending.body();
             let result = tokio::select! {

@@ -8,12 +8,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::harness::{root, rust_files};
+
 use serde_json::Value;
 use token_keeper::config::{Config, Env, CONFIG_ENV};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn read(rel: &str) -> String {
     std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
@@ -133,17 +131,6 @@ fn the_docker_build_context_holds_what_cargo_reads() {
                 "{} includes {rel}, outside the Docker build context",
                 f.display()
             );
-        }
-    }
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
         }
     }
 }

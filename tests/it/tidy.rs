@@ -1,22 +1,7 @@
 //! Repository hygiene, like rust-analyzer's tidy test: every source file says what it owns,
 //! every config key is documented, and the systemd unit keeps its hardening.
 
-use std::path::{Path, PathBuf};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
-        }
-    }
-}
+use crate::harness::{root, rust_files};
 
 #[test]
 fn every_rust_file_starts_with_a_module_doc() {
