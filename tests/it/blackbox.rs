@@ -305,3 +305,18 @@ fn sim_verb_serves_tokens() {
     assert_eq!(claims(&fx.token("c1").unwrap())["sub"], "bob");
     assert!(status.success());
 }
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definitions() {
+    let bash = command(&["completions", "bash"]).output().unwrap();
+    assert!(bash.status.success());
+    let text = String::from_utf8_lossy(&bash.stdout);
+    for verb in ["run", "once", "check-config", "status", "token", "exec", "doctor", "tokens"] {
+        assert!(text.contains(verb), "bash completion lacks {verb}");
+    }
+    let man = command(&["man"]).output().unwrap();
+    assert!(man.status.success());
+    let page = String::from_utf8_lossy(&man.stdout);
+    assert!(page.starts_with(".ie") || page.contains(".TH token-keeper"), "{}", &page[..page.len().min(200)]);
+    assert_eq!(command(&["completions", "tcsh"]).output().unwrap().status.code(), Some(2));
+}

@@ -308,3 +308,20 @@ fn tokens_verbs_list_disable_enable_and_revoke() {
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("not configured"), "{err}");
 }
+
+#[test]
+fn min_valid_asks_for_a_covering_lifespan_and_warns_once_per_short_token() {
+    // Knox's ttl (60 s) caps the 2 h asked for.
+    let sim = SimServer::start(SimOptions { token_limit: None, ..managed(60) });
+    let fx = Fixture::new();
+    fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), "min_valid = \"2h\"")]);
+    let d = Daemon::run(&fx);
+    d.wait_log("token published", 1);
+    let query = sim.requests().into_iter().find(|r| r.path.ends_with("/token")).unwrap().query;
+    assert_eq!(query, "lifespan=PT7201S", "2 h plus min_remaining (1 s)");
+    d.wait_log("less than min_valid 2h", 1);
+    d.signal(libc::SIGUSR1);
+    d.wait_log("token published", 2);
+    d.wait_log("less than min_valid 2h", 2);
+    assert_eq!(d.count("less than min_valid"), 2, "once per token");
+}
