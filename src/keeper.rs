@@ -71,6 +71,8 @@ pub struct Keeper {
     first_round: Option<oneshot::Sender<FirstRound>>,
     clocks: Clocks,
     telemetry: Arc<Telemetry>,
+    /// Clusters that have not finished an attempt yet (for the first round).
+    unattempted: usize,
     /// The systemd watchdog interval, and when it was last pinged.
     watchdog: Option<(Duration, Instant)>,
 }
@@ -252,10 +254,12 @@ impl Keeper {
             first_round: Some(first_round),
             clocks: Clocks::now(),
             telemetry,
+            unattempted: 0,
             watchdog: systemd::watchdog_interval().map(|i| (i, Instant::now())),
         };
         for cluster in &config.clusters {
             let slot = keeper.new_slot(cluster.clone())?;
+            keeper.unattempted += usize::from(!slot.attempted);
             keeper.slots.insert(cluster.name.clone(), slot);
         }
         Ok(keeper)
@@ -543,7 +547,10 @@ impl Keeper {
             return;
         }
         slot.in_flight = false;
-        slot.attempted = true;
+        if !slot.attempted {
+            slot.attempted = true;
+            self.unattempted = self.unattempted.saturating_sub(1);
+        }
         slot.flavor = flavor;
         let now = Instant::now();
         let mut superseded = None;
@@ -720,7 +727,13 @@ impl Keeper {
         if is_new || !revocable || slot.revoke_refused {
             return;
         }
-        let due = Instant::now() + slot.cluster.lifecycle.revoke_superseded_after;
+        // Readers cannot use the old token past its expiry anyway, and expired tokens still
+        // count toward the limit for a day: revoke no later than it expires. With short-lived
+        // tokens (Knox's default 30 s) this keeps the user well under the limit.
+        let now = Instant::now();
+        let left =
+            old.expires_at(slot.validation()).map_or(Duration::MAX, |e| e.saturating_duration_since(now));
+        let due = now + slot.cluster.lifecycle.revoke_superseded_after.min(left);
         let pending = PendingRevoke {
             cluster: name.to_owned(),
             slot_id: slot.id,
@@ -853,7 +866,9 @@ impl Keeper {
     }
 
     fn check_first_round(&mut self) {
-        if self.first_round.is_none() || !self.slots.values().all(|s| s.attempted) {
+        // Counting is O(clusters); the unattempted count keeps this O(1) per outcome until the
+        // round is complete (10,000 clusters would otherwise cost 10^8 checks).
+        if self.first_round.is_none() || self.unattempted > 0 {
             return;
         }
         let published = self.slots.values().filter(|s| s.held.is_some()).count();
@@ -967,6 +982,7 @@ impl Keeper {
             self.permits = Arc::new(Semaphore::new(config.max_concurrent_requests));
         }
         self.telemetry.set_clusters(&config);
+        self.unattempted = self.slots.values().filter(|s| !s.attempted).count();
         self.config = config;
         let in_use: Vec<_> = self.slots.values().map(|s| &s.cluster.transport).collect();
         self.clients.retain(&in_use);

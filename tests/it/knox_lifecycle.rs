@@ -325,3 +325,16 @@ fn min_valid_asks_for_a_covering_lifespan_and_warns_once_per_short_token() {
     d.wait_log("less than min_valid 2h", 2);
     assert_eq!(d.count("less than min_valid"), 2, "once per token");
 }
+
+/// With the default two minutes and 2-second tokens, superseded tokens would pile up to about
+/// sixty: each is revoked when it expires instead, whichever comes first.
+#[test]
+fn a_superseded_token_is_revoked_no_later_than_it_expires() {
+    let sim = SimServer::start(managed(2));
+    let fx = Fixture::new();
+    fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), "")]);
+    let d = Daemon::run(&fx);
+    d.wait_log("superseded token revoked", 3);
+    assert_eq!(sim.revocations()[..3], sim.issued()[..3].iter().map(|i| i.token_id.clone()).collect::<Vec<_>>()[..]);
+    assert!(sim.stored_tokens("alice") <= 3, "{} stored", sim.stored_tokens("alice"));
+}
