@@ -335,6 +335,9 @@ fn a_superseded_token_is_revoked_no_later_than_it_expires() {
     fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), "")]);
     let d = Daemon::run(&fx);
     d.wait_log("superseded token revoked", 3);
-    assert_eq!(sim.revocations()[..3], sim.issued()[..3].iter().map(|i| i.token_id.clone()).collect::<Vec<_>>()[..]);
+    assert_eq!(
+        sim.revocations()[..3],
+        sim.issued()[..3].iter().map(|i| i.token_id.clone()).collect::<Vec<_>>()[..]
+    );
     assert!(sim.stored_tokens("alice") <= 3, "{} stored", sim.stored_tokens("alice"));
 }
