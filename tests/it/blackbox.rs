@@ -2,7 +2,6 @@
 //! notifications, and config errors with their exit codes.
 
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -99,9 +98,7 @@ fn systemd_notifications_arrive_in_order() {
     let sim = SimServer::with_ttl(Duration::from_secs(3600));
     let fx = Fixture::new();
     fx.write_config(FAST, &[fx.cluster("c1", &sim.url(), "")]);
-    let socket_path = fx.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let (socket, socket_path) = notify_socket(&fx);
     let recv = || {
         let mut buf = [0u8; 4096];
         let n = socket.recv(&mut buf).expect("a notification within the timeout");

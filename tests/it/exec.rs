@@ -2,7 +2,6 @@
 //! variable it comes in, exit codes passed through, signals forwarded, and the refusal when
 //! no token can cover `--min-valid`.
 
-use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::PermissionsExt as _;
 use std::process::{Output, Stdio};
 use std::sync::{Arc, Mutex};
@@ -195,21 +194,6 @@ impl Drop for Spawned {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Collects what `pipe` yields, line by line, on a thread of its own.
-fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let text = Arc::new(Mutex::new(String::new()));
-    let sink = text.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines() {
-            let Ok(line) = line else { break };
-            let mut s = sink.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    text
 }
 
 fn now_ms() -> i64 {

@@ -214,17 +214,7 @@ impl Daemon {
 
     pub fn spawn_cmd(mut cmd: Command) -> Daemon {
         let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
+        let log = collect(child.stderr.take().unwrap());
         Daemon { child, log, status: None }
     }
 
@@ -321,4 +311,28 @@ pub fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(path);
         }
     }
+}
+
+/// Collects what `pipe` yields, line by line, on a thread of its own.
+pub fn collect(pipe: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
+    let text = Arc::new(Mutex::new(String::new()));
+    let sink = text.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines() {
+            let Ok(line) = line else { break };
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    text
+}
+
+/// A datagram socket in `fx`'s directory to pass as `NOTIFY_SOCKET`, reads timing out after
+/// [`WAIT`].
+pub fn notify_socket(fx: &Fixture) -> (std::os::unix::net::UnixDatagram, PathBuf) {
+    let path = fx.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    socket.set_read_timeout(Some(WAIT)).unwrap();
+    (socket, path)
 }

@@ -5,7 +5,6 @@
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;
-use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -90,9 +89,7 @@ fn the_watchdog_is_pinged_from_the_keeper_loop() {
     let sim = SimServer::with_ttl(Duration::from_secs(3600));
     let fx = Fixture::new();
     fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), "")]);
-    let socket_path = fx.path().join("notify.sock");
-    let socket = UnixDatagram::bind(&socket_path).unwrap();
-    socket.set_read_timeout(Some(WAIT)).unwrap();
+    let (socket, socket_path) = notify_socket(&fx);
     let mut cmd = command(&["-c", fx.config.to_str().unwrap(), "run"]);
     cmd.env("NOTIFY_SOCKET", &socket_path).env("WATCHDOG_USEC", "1000000");
     let d = Daemon::spawn_cmd(cmd);
