@@ -598,7 +598,7 @@ fn iso_seconds(d: Duration) -> String {
 
 /// Parses the ISO-8601 durations `java.time.Duration.parse` accepts (`PnDTnHnMn.nS`, no
 /// signs): days, then after `T` hours, minutes and (fractional) seconds.
-fn iso_duration(text: &str) -> Option<Duration> {
+pub(crate) fn iso_duration(text: &str) -> Option<Duration> {
     let upper = text.to_ascii_uppercase();
     let body = upper.strip_prefix('P')?;
     let (date, time) = match body.split_once('T') {

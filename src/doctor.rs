@@ -546,9 +546,15 @@ async fn renew_row(
                     Mark::Pass,
                     "renew",
                     format!(
-                        "{via} renewed the test token: server-side expiry {} → {}",
+                        "{via} renewed the test token: server-side expiry {} → {}{}",
                         rfc3339(from_epoch_ms(current)),
-                        rfc3339(from_epoch_ms(ms))
+                        rfc3339(from_epoch_ms(ms)),
+                        if ms < current {
+                            " (earlier: Knox renews to now + knox.token.exp.renew-interval, which is \
+                             shorter than this topology's knox.token.ttl)"
+                        } else {
+                            ""
+                        }
                     ),
                 ),
                 Renewal::Reacquire(reason) => {
@@ -795,6 +801,7 @@ fn knox_row(
             NAME,
             format!("KNOXTOKEN at {url} answered (403 token limit exceeded){notes}"),
         ),
+        Err(e @ KnoxError::NoV2Api { .. }) => Row::new(Mark::Fail, NAME, e.to_string()),
         Err(e @ KnoxError::Rejected { status: StatusCode::NOT_FOUND, .. }) => Row::new(
             Mark::Fail,
             NAME,

@@ -3,7 +3,10 @@
 //! The token is the cluster's published one when it has at least `--min-valid` left (on
 //! Knox's clock, see [`output::Published::remaining_ms`]); otherwise exec acquires one itself, so it
 //! works with or without a running daemon. It refuses, exit 1, when neither can cover
-//! `--min-valid`.
+//! `--min-valid`. Without `--min-valid` the bar is the one the keeper uses for "fresh" (the
+//! cluster's `min_remaining`, or half the lifetime of a short token), which any token Knox has
+//! just issued meets: a fixed default would refuse every token of a topology whose
+//! `knox.token.ttl` is shorter (Knox's own default is 30 s).
 //!
 //! Decisions:
 //! - exec is a consumer, not the keeper: it never publishes the token it acquired, nor
@@ -50,8 +53,9 @@ use crate::secret::Secret;
 pub struct Args {
     /// The cluster, or the default one.
     pub cluster: Option<String>,
-    /// The token must stay valid at least this long.
-    pub min_valid: Duration,
+    /// The token must stay valid at least this long; `None` is the cluster's freshness rule
+    /// (see [`Need`]).
+    pub min_valid: Option<Duration>,
     /// The variable to export, or the cluster's `env_var`.
     pub env_var: Option<String>,
     /// The command and its arguments.
@@ -105,12 +109,46 @@ fn check_env_var(name: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// The published token if it has `min_valid` left, else a new one from Knox if that has.
-async fn token_for(cluster: &Cluster, min_valid: Duration) -> anyhow::Result<Secret> {
+/// How much validity the command's token needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Need {
+    /// `--min-valid`: at least this long, or the command is not run.
+    AtLeast(Duration),
+    /// No `--min-valid`: a token the keeper itself would call fresh, with at least the
+    /// cluster's safety margin for its lifetime left (`min_remaining`, or half the lifetime of
+    /// a short token; `Policy::margin`). A token Knox has just issued always qualifies, so
+    /// this works whatever the topology's `knox.token.ttl` (Knox's default is 30 s).
+    Fresh,
+}
+
+impl Need {
+    fn from_args(min_valid: Option<Duration>) -> Need {
+        min_valid.map_or(Need::Fresh, Need::AtLeast)
+    }
+
+    /// The validity a token of this lifetime must have left.
+    fn required(self, cluster: &Cluster, lifetime: Duration) -> Duration {
+        match self {
+            Need::AtLeast(d) => d,
+            Need::Fresh => cluster.policy.margin(lifetime),
+        }
+    }
+
+    /// How the refusal names the requirement.
+    fn describe(self) -> String {
+        match self {
+            Need::AtLeast(d) => format!("--min-valid {}", humantime::format_duration(d)),
+            Need::Fresh => "the cluster's freshness margin (min_remaining)".to_owned(),
+        }
+    }
+}
+
+/// The published token if it has what `need` asks left, else a new one from Knox if that has.
+async fn token_for(cluster: &Cluster, min_valid: Option<Duration>) -> anyhow::Result<Secret> {
     let name = cluster.name.as_str();
-    let need = humantime::format_duration(min_valid);
+    let need = Need::from_args(min_valid);
     // Why the published token will not do, for the log and the refusal message.
-    let (why_not, names_min_valid) = match output::read_published(cluster) {
+    let why_not = match output::read_published(cluster) {
         Ok(Some(p)) => match p.remaining_ms(SystemTime::now()) {
             None => {
                 debug!(
@@ -120,33 +158,42 @@ async fn token_for(cluster: &Cluster, min_valid: Duration) -> anyhow::Result<Sec
                 );
                 return Ok(p.jwt);
             }
-            Some(ms) if ms >= min_valid.as_millis() as i64 => {
-                debug!(cluster = name, token_id = p.token_id.as_deref().unwrap_or("-"), left = %left(ms), "using the published token");
-                return Ok(p.jwt);
-            }
-            Some(ms) if ms <= 0 => ("the published token has expired".to_owned(), false),
+            Some(ms) if ms <= 0 => "the published token has expired".to_owned(),
             Some(ms) => {
-                (format!("the published token has {} left, less than --min-valid {need}", left(ms)), true)
+                let required = need.required(cluster, p.lifetime().unwrap_or_default());
+                if ms >= required.as_millis() as i64 {
+                    debug!(cluster = name, token_id = p.token_id.as_deref().unwrap_or("-"), left = %left(ms), "using the published token");
+                    return Ok(p.jwt);
+                }
+                format!("the published token has {} left, less than {}", left(ms), need.describe())
             }
         },
-        Ok(None) => ("no token is published".to_owned(), false),
+        Ok(None) => "no token is published".to_owned(),
         Err(e) => {
             warn!(cluster = name, "ignoring the published token: {e:#}");
-            (format!("the published token is unreadable ({e:#})"), false)
+            format!("the published token is unreadable ({e:#})")
         }
     };
-    let cover = if names_min_valid { need.to_string() } else { format!("--min-valid {need}") };
-    let cluster = asking_for(cluster, min_valid);
+    let cluster = match need {
+        Need::AtLeast(d) => asking_for(cluster, d),
+        Need::Fresh => cluster.clone(),
+    };
     let token = match acquire(&cluster).await {
         Ok(t) => t,
-        Err(e) => bail!("cluster {name:?}: {why_not}, and acquiring a new one failed, so no token can cover {cover}: {e:#}"),
+        Err(e) => bail!(
+            "cluster {name:?}: {why_not}, and acquiring a new one failed, so no token can cover {}: {e:#}",
+            need.describe()
+        ),
     };
     let lifetime = token.lifetime(cluster.lifecycle.consumers_validate);
-    if let Some(l) = lifetime.filter(|l| *l < min_valid) {
-        bail!(
-            "cluster {name:?}: {why_not}, and Knox issued one with only {}: no token can cover {cover}",
-            human(l)
-        );
+    if let (Need::AtLeast(min_valid), Some(l)) = (need, lifetime) {
+        if l < min_valid {
+            bail!(
+                "cluster {name:?}: {why_not}, and Knox issued one with only {}: no token can cover {}",
+                human(l),
+                need.describe()
+            );
+        }
     }
     info!(
         cluster = name,

@@ -103,6 +103,8 @@ struct Slot {
     revoke_refused: bool,
     /// Knox before 1.6 was noticed and said so.
     legacy_logged: bool,
+    /// Whether the cap on the requested `lifespan` has been logged for this cluster.
+    lifespan_cap_logged: bool,
     /// The json output says stale, with this error.
     stale: Option<String>,
     /// The expired token's files were removed (`remove_expired`).
@@ -293,6 +295,7 @@ impl Keeper {
             renew_refused: false,
             revoke_refused: false,
             legacy_logged: false,
+            lifespan_cap_logged: false,
             stale: None,
             expired_removed: false,
         };
@@ -567,6 +570,7 @@ impl Keeper {
                          their JWT (which only whitelisted callers may do there)"
                     );
                 }
+                log_lifespan_cap(slot, &token);
                 if let (Some(min_valid), Some(lifetime)) =
                     (slot.cluster.lifecycle.min_valid, token.lifetime(slot.validation()))
                 {
@@ -1020,8 +1024,8 @@ impl Keeper {
 /// cost a token of the user's Knox quota. Its schedule is rebuilt from when it arrived.
 fn adopt(cluster: &Cluster, p: Published) -> Option<Token> {
     let now_wall = SystemTime::now();
-    let remaining = p.remaining_ms(now_wall)?;
-    if p.cluster != cluster.name || remaining < cluster.policy.min_remaining.as_millis() as i64 {
+    let remaining = Duration::from_millis(u64::try_from(p.remaining_ms(now_wall)?).unwrap_or(0));
+    if p.cluster != cluster.name || !cluster.policy.keeps(remaining, p.lifetime()?) {
         return None;
     }
     let claims = jsonwebtoken::dangerous::insecure_decode::<knox::wire::Claims>(p.jwt.expose()).ok()?.claims;
@@ -1048,6 +1052,32 @@ fn adopt(cluster: &Cluster, p: Published) -> Option<Token> {
         clock_offset_ms: p.knox_clock_offset_ms,
     })
 }
+
+/// Says once per cluster that Knox issued a shorter token than the configured `lifespan`
+/// asked for: the topology's `knox.token.ttl` caps it silently (docs/knox.md, "Acquiring").
+/// With `min_valid` set, its own warning (once per token) says this and more.
+fn log_lifespan_cap(slot: &mut Slot, token: &Token) {
+    if slot.lifespan_cap_logged || slot.cluster.lifecycle.min_valid.is_some() {
+        return;
+    }
+    let asked = slot.cluster.lifespan.as_deref().and_then(crate::config::iso_duration);
+    let (Some(asked), Some(got)) = (asked, token.lifetime(slot.validation())) else { return };
+    // Knox counts from its issue time, we from the answer's arrival: allow for the difference.
+    if got.saturating_add(LIFESPAN_SLACK) < asked {
+        slot.lifespan_cap_logged = true;
+        warn!(
+            cluster = %slot.cluster.name,
+            token_id = %token.id(),
+            "Knox issued a token valid for {}, less than the requested lifespan {}: the topology's \
+             knox.token.ttl caps the requested lifespan (said once per cluster)",
+            human(got),
+            human(asked)
+        );
+    }
+}
+
+/// How much shorter than the requested lifespan a token may be before it counts as capped.
+const LIFESPAN_SLACK: Duration = Duration::from_secs(5);
 
 /// The one info line per refresh.
 fn log_published(slot: &Slot, token: &Token, generation: u64, held: &Held, what: &str) {

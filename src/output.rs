@@ -71,6 +71,14 @@ impl Published {
         }
     }
 
+    /// From its arrival to its expiry, both on Knox's clock (zero if that makes no sense), or
+    /// `None` if it never expires.
+    pub fn lifetime(&self) -> Option<std::time::Duration> {
+        let issued_ms = crate::knox::epoch_ms(self.acquired_at).saturating_add(self.knox_clock_offset_ms);
+        let ms = self.expires_at_ms?.saturating_sub(issued_ms);
+        Some(std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+    }
+
     /// Time left at `now` (this host's clock, corrected to Knox's by the measured offset), or
     /// `None` if it never expires. Negative when expired.
     pub fn remaining_ms(&self, now: SystemTime) -> Option<i64> {

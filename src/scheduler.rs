@@ -51,6 +51,14 @@ impl Policy {
             self.min_remaining
         }
     }
+
+    /// Whether a token of `lifetime` with `remaining` left is still worth keeping rather than
+    /// replacing now: at least the margin for its lifetime is left. The same bar the refresh
+    /// point keeps, so a short token (a 40 s renewal, Knox's 30 s default ttl) that was just
+    /// published counts as fresh; with `min_remaining` taken literally it never would.
+    pub fn keeps(&self, remaining: Duration, lifetime: Duration) -> bool {
+        !remaining.is_zero() && remaining >= self.margin(lifetime)
+    }
 }
 
 /// The published token, in monotonic time.

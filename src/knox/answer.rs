@@ -82,7 +82,7 @@ pub enum Renewal {
 /// Why a token has to be re-acquired instead of renewed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
-    /// 200, but the expiry did not move: an unmanaged token echoing its own `exp`.
+    /// 200, but the expiry is unchanged: an unmanaged token echoing its own `exp`.
     NotExtended,
     /// 403 code 20: the caller is not in `knox.token.renewer.whitelist`. Renewal is stopped
     /// for the cluster, not just this token.
@@ -116,7 +116,7 @@ impl Reason {
     /// For log lines.
     pub fn describe(self) -> &'static str {
         match self {
-            Reason::NotExtended => "renewal did not move the expiry (unmanaged token?)",
+            Reason::NotExtended => "renewal left the expiry unchanged (unmanaged token?)",
             Reason::NotAuthorized => "not authorized to renew (not in knox.token.renewer.whitelist)",
             Reason::RenewalLimit => "the token reached its maximum lifetime",
             Reason::UnknownToken => "Knox no longer knows the token",
@@ -132,8 +132,12 @@ impl Reason {
 /// errors to retry.
 pub fn renewal(status: u16, answer: &Answer, current_ms: i64) -> Renewal {
     if status == 200 && answer.ok != Some(false) {
+        // Knox sets the expiry to now + knox.token.exp.renew-interval, however early the call:
+        // with an interval shorter than the token's ttl the new expiry is *earlier* than the
+        // current one, and that is still a renewal (seen on the real gateway, docs/INTEROP.md).
+        // Only an unchanged expiry is the echo of an unmanaged token's own `exp`.
         return match answer.expires {
-            Some(ms) if ms > current_ms => Renewal::Extended(ms),
+            Some(ms) if ms != current_ms => Renewal::Extended(ms),
             _ => Renewal::Reacquire(Reason::NotExtended),
         };
     }
@@ -229,6 +233,8 @@ mod tests {
         use Reason::*;
         check(200, a(Some(true), Some(2_000), None, None), Renewal::Extended(2_000));
         check(200, a(Some(true), Some(1_000), None, None), Renewal::Reacquire(NotExtended));
+        // A renew interval shorter than the ttl moves the expiry earlier: still renewed.
+        check(200, a(Some(true), Some(600), None, None), Renewal::Extended(600));
         check(200, a(Some(true), None, None, None), Renewal::Reacquire(NotExtended));
         check(
             403,

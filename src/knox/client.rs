@@ -353,6 +353,10 @@ fn check_status(
     if status == StatusCode::FORBIDDEN && body.contains("token limit exceeded") {
         return Err(KnoxError::TokenLimitExceeded { url });
     }
+    if status == StatusCode::NOT_FOUND && url.contains("/knoxtoken/api/v2/") {
+        let v1 = url.replacen("/knoxtoken/api/v2/", "/knoxtoken/api/v1/", 1);
+        return Err(KnoxError::NoV2Api { url, v1 });
+    }
     let snippet = snippet(body);
     if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
         return Err(KnoxError::Server { url, status, snippet });

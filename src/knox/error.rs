@@ -59,6 +59,16 @@ pub enum KnoxError {
         /// The request URL.
         url: String,
     },
+    /// 404 from a `.../knoxtoken/api/v2/token` URL: Knox before 2.1 has only the v1 API.
+    #[error(
+        "{url} answered 404 Not Found: this Knox has no v2 API (it is older than 2.1); use {v1} as token_url"
+    )]
+    NoV2Api {
+        /// The request URL.
+        url: String,
+        /// The same URL with `api/v1`.
+        v1: String,
+    },
     /// Another 4xx (403 client cert, 400 bad request, 404 wrong path...).
     #[error("{url} answered {status}: {snippet}")]
     Rejected {
@@ -125,6 +135,7 @@ impl KnoxError {
         match self {
             KnoxError::Unauthorized { .. } => Some(401),
             KnoxError::TokenLimitExceeded { .. } => Some(403),
+            KnoxError::NoV2Api { .. } => Some(404),
             KnoxError::Redirect { status, .. }
             | KnoxError::Rejected { status, .. }
             | KnoxError::Server { status, .. }

@@ -269,3 +269,22 @@ let floor = lifetime
         }
     }
 }
+
+#[test]
+fn keeps_short_tokens_with_half_their_lifetime_left() {
+    let p = Policy::default(); // min_remaining 60 s
+    let s = Duration::from_secs;
+    // (remaining, lifetime, kept)
+    let table = [
+        (s(40), s(60), true),  // a renewed 60 s token, 20 s in: margin is 30 s
+        (s(29), s(60), false), // under half its lifetime left
+        (s(30), s(30), true),  // Knox's default 30 s ttl, just issued
+        (s(14), s(30), false),
+        (s(61), s(3600), true), // long tokens: min_remaining itself
+        (s(59), s(3600), false),
+        (s(0), s(0), false), // nothing left is never kept
+    ];
+    for (remaining, lifetime, kept) in table {
+        assert_eq!(p.keeps(remaining, lifetime), kept, "{remaining:?} left of {lifetime:?}");
+    }
+}

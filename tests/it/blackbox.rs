@@ -94,6 +94,24 @@ fn sigusr1_refreshes_now_and_generation_counts_across_restarts() {
 }
 
 #[test]
+fn a_restart_keeps_a_short_token_that_is_fresh_for_its_lifetime() {
+    // 40 s tokens (a renewal interval on the real Knox) under the default min_remaining of
+    // 60 s: the published token is fresh by the scheduler's rule (half its lifetime left), so
+    // a restart must keep it instead of minting another token of the user's quota.
+    let sim = SimServer::with_ttl(Duration::from_secs(40));
+    let fx = Fixture::new();
+    fx.write_config("", &[fx.cluster("c1", &sim.url(), "")]);
+    let mut d = Daemon::run(&fx);
+    d.wait_log("token published", 1);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit().code(), Some(0));
+
+    let d2 = Daemon::run(&fx);
+    d2.wait_log("kept the published token", 1);
+    assert_eq!(sim.acquisitions(), 1, "no second token for the restart");
+}
+
+#[test]
 fn systemd_notifications_arrive_in_order() {
     let sim = SimServer::with_ttl(Duration::from_secs(3600));
     let fx = Fixture::new();

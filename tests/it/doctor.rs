@@ -216,6 +216,39 @@ fn renew_trial_passes_for_a_whitelisted_renewer_and_fails_otherwise() {
 }
 
 #[test]
+fn renew_trial_passes_when_the_renew_interval_is_shorter_than_the_ttl() {
+    // Real Knox renews to now + renew-interval, however early: a 5-minute token renewed with a
+    // 2-minute interval ends up with an earlier expiry, and renewal still works.
+    let sim = sim(SimOptions {
+        ttl: Some(Duration::from_secs(300)),
+        renew_interval: Duration::from_secs(120),
+        renewers: vec!["alice".into()],
+        ..SimOptions::default()
+    });
+    let fx = Fixture::new();
+    fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), "consumers_validate = \"gateway\"")]);
+    let d = Doctor::run(&fx, &["--renew-trial"]);
+    assert_eq!(d.code, Some(0), "{d}");
+    d.expect("renew", "✔", &["renewed the test token", "earlier", "renew-interval"]);
+    assert_eq!(sim.renewals(), 1);
+}
+
+#[test]
+fn a_v2_token_url_on_knox_before_2_1_points_at_v1() {
+    let sim = sim(SimOptions { version: KnoxVersion::V2_0, ..SimOptions::default() });
+    let fx = Fixture::new();
+    let v2 = sim.url().replace("/api/v1/", "/api/v2/");
+    fx.write_config(FAST, &[fx.cluster("vc", &v2, "")]);
+    let d = Doctor::run(&fx, &[]);
+    assert_eq!(d.code, Some(1), "{d}");
+    d.expect("knox", "✘", &["no v2 API", "older than 2.1", "/knoxtoken/api/v1/token"]);
+    let once = fx.cmd(&["once", "--timeout", "1s"]);
+    let err = String::from_utf8_lossy(&once.stderr);
+    assert_eq!(once.status.code(), Some(1), "{err}");
+    assert!(err.contains("no v2 API") && err.contains(&sim.url()), "the error names the v1 URL: {err}");
+}
+
+#[test]
 fn token_limit_warns_near_the_default_and_fails_when_knox_refuses() {
     let sim = sim(SimOptions::default());
     let fx = Fixture::new();

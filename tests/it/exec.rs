@@ -59,6 +59,28 @@ fn a_fresh_published_token_is_used_without_asking_knox() {
 }
 
 #[test]
+fn without_min_valid_knox_default_short_tokens_are_used() {
+    // Knox's default knox.token.ttl is 30 s: a fixed --min-valid default of minutes refused
+    // every token there. The default is the cluster's freshness rule instead.
+    let sim = SimServer::with_ttl(Duration::from_secs(30));
+    let fx = Fixture::new();
+    fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), "")]);
+    let published = publish(&fx);
+
+    let out = exec(&fx, &[&["--"], PRINT_TOKEN].concat());
+    assert_code(&out, 0);
+    assert_eq!(text(&out.stdout), published, "the fresh 30 s token was used");
+    assert_eq!(sim.acquisitions(), 1, "no new acquisition");
+
+    for file in ["token", "token.header", "token.env", "token.sh", "token.json"] {
+        std::fs::remove_file(fx.out("vc", file)).unwrap();
+    }
+    let out = exec(&fx, &[&["--"], PRINT_TOKEN].concat());
+    assert_code(&out, 0);
+    assert_eq!(text(&out.stdout), sim.jwts()[1], "a newly issued 30 s token is good enough");
+}
+
+#[test]
 fn with_nothing_published_a_token_is_acquired_and_not_published() {
     let (sim, fx) = setup("");
 

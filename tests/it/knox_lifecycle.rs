@@ -326,6 +326,20 @@ fn min_valid_asks_for_a_covering_lifespan_and_warns_once_per_short_token() {
     assert_eq!(d.count("less than min_valid"), 2, "once per token");
 }
 
+#[test]
+fn a_capped_lifespan_is_said_once_per_cluster() {
+    // Real Knox caps a requested lifespan at knox.token.ttl without a word.
+    let sim = SimServer::start(SimOptions { token_limit: None, ..managed(60) });
+    let fx = Fixture::new();
+    fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), "lifespan = \"PT2H\"")]);
+    let d = Daemon::run(&fx);
+    d.wait_log("caps the requested lifespan", 1);
+    d.signal(libc::SIGUSR1);
+    d.wait_log("token published", 2);
+    assert_eq!(d.count("caps the requested lifespan"), 1, "once per cluster, not per token");
+    assert!(d.log().contains("less than the requested lifespan 2h"), "{}", d.log());
+}
+
 /// With the default two minutes and 2-second tokens, superseded tokens would pile up to about
 /// sixty: each is revoked when it expires instead, whichever comes first.
 #[test]
