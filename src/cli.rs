@@ -43,6 +43,9 @@ pub enum LogFormat {
 }
 
 /// The verbs.
+// Parsed once per process, so the size of the biggest verb (`sim`, with its many flags) costs
+// nothing; boxing it would only make the clap derive and every match on it awkward.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: keep every cluster's token fresh until SIGTERM or SIGINT.
@@ -77,9 +80,11 @@ pub enum Command {
         /// The cluster [default: the one marked default, or the only one]
         #[arg(long)]
         cluster: Option<String>,
-        /// The token must stay valid at least this long.
-        #[arg(long, default_value = "5m", value_parser = parse_duration)]
-        min_valid: Duration,
+        /// The token must stay valid at least this long; exec refuses to run the command if
+        /// Knox cannot issue one that does [default: the cluster's freshness rule: its
+        /// `min_remaining`, or half the lifetime of a token shorter than twice that]
+        #[arg(long, value_parser = parse_duration)]
+        min_valid: Option<Duration>,
         /// The variable to export [default: the cluster's env_var, else CDE_TOKEN]
         #[arg(long)]
         env_var: Option<String>,
@@ -161,6 +166,21 @@ pub enum Command {
         /// The Knox release to answer as: 1.5 (1.4-1.5), 2.0 (1.6-2.0) or 2.1 (2.1+).
         #[arg(long, default_value = "2.1")]
         knox_version: KnoxVersion,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, value_name = "FILE", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The PEM private key for --tls-cert: PKCS#8, PKCS#1 ("RSA PRIVATE KEY") or SEC1.
+        #[arg(long, value_name = "FILE", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// The topology of the Bearer endpoint GET /gateway/NAME/v1/ping, which accepts the
+        /// simulator's own tokens as `Authorization: Bearer` (JWTProvider, server-managed).
+        #[arg(long, default_value = "bearer", value_name = "NAME")]
+        bearer_topology: String,
+        /// Keep the managed token state in FILE across restarts, as Knox's persistent
+        /// AliasBasedTokenStateService does: loaded at start if it exists, rewritten atomically
+        /// after every change. Default: in memory only.
+        #[arg(long, value_name = "FILE")]
+        state_file: Option<PathBuf>,
     },
     /// Start the simulator and the keeper together, publishing into ./token-keeper-demo/.
     Demo {

@@ -77,6 +77,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             limit_action,
             eviction_grace,
             knox_version,
+            tls_cert,
+            tls_key,
+            bearer_topology,
+            state_file,
         } => {
             let defaults = SimOptions::default();
             let mut options = SimOptions {
@@ -95,6 +99,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 limit_action,
                 eviction_grace,
                 version: knox_version,
+                bearer_topology,
+                state_file,
                 ..defaults
             };
             if !users.is_empty() {
@@ -107,7 +113,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                     .collect::<Result<_, _>>()
                     .map_err(|e| ConfigError::invalid("command line", format!("{e}")))?;
             }
-            app::sim(app::SimArgs { listen, options }).await.map(|()| ExitCode::SUCCESS)
+            let tls = tls_cert.zip(tls_key);
+            app::sim(app::SimArgs { listen, options, tls }).await.map(|()| ExitCode::SUCCESS)
         }
         Command::Tokens { action } => {
             let (cluster, action) = match action {

@@ -347,12 +347,12 @@ fn set_enabled_one(state: &mut State, id: &str, enable: bool, batch: bool) -> Re
         ));
     }
     state.sweep();
-    let token = state.store.get_mut(id).ok_or_else(|| Failure::unknown(id, 50))?;
-    match (batch, enable, token.enabled) {
+    let enabled = state.store.get(id).ok_or_else(|| Failure::unknown(id, 50))?.enabled;
+    match (batch, enable, enabled) {
         (false, true, true) => Err(Failure::bad("Token is already enabled", 70)),
         (false, false, false) => Err(Failure::bad("Token is already disabled", 60)),
         _ => {
-            token.enabled = enable;
+            state.store.set_enabled(id, enable);
             Ok(())
         }
     }

@@ -1,23 +1,28 @@
 //! The simulator's token signing: the bundled dev key, the JWTs it issues, the JWKS document that
-//! publishes the matching public key (knox-api.md §8) in its JSON and pre-2.1.0 forms, and claim
-//! reading for renew and revoke.
+//! publishes the matching public key (knox-api.md §8) in its JSON and pre-2.1.0 forms, claim
+//! reading for renew and revoke, and signature verification for the Bearer topology.
 //!
 //! `dev_key.pem` is a PUBLIC, DEV-ONLY RSA key pair, committed on purpose, in the spirit of
 //! `vault server -dev`: anyone can read it, so a token it signs proves nothing. Only the simulator
-//! uses it; the daemon itself never signs anything.
+//! uses it; the daemon itself never signs anything. `dev_cert.pem` is an equally public
+//! self-signed certificate for that key (`127.0.0.1` and `localhost`, valid 2000-2126), so that
+//! `token-keeper sim --tls-cert src/sim/dev_cert.pem --tls-key src/sim/dev_key.pem` serves HTTPS
+//! with a PKCS#1 key.
 
 use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, ThumbprintHash};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Map, Value};
 
 /// The parsed dev key and the public parts derived from it, built once per process because RSA
 /// key parsing is slow in debug builds.
 struct DevKey {
     encoding: EncodingKey,
+    /// The public half, for verifying the tokens the simulator issued.
+    decoding: DecodingKey,
     /// RFC 7638 SHA-256 thumbprint of the public key, which is how Knox computes `kid` (§8).
     kid: String,
     /// Base64url modulus and exponent for the JWKS document.
@@ -38,7 +43,9 @@ fn dev_key() -> &'static DevKey {
         let AlgorithmParameters::RSA(rsa) = jwk.algorithm else {
             unreachable!("an RSA encoding key always yields RSA JWK parameters")
         };
-        DevKey { encoding, kid, n: rsa.n, e: rsa.e }
+        let decoding = DecodingKey::from_rsa_components(&rsa.n, &rsa.e)
+            .expect("the public half of a parsed RSA key is a valid RSA public key");
+        DevKey { encoding, decoding, kid, n: rsa.n, e: rsa.e }
     })
 }
 
@@ -101,4 +108,17 @@ pub(super) fn unverified_claims(token: &str) -> Result<Map<String, Value>, &'sta
     };
     decode(header).ok_or("Invalid JWS header: Invalid JSON object")?;
     decode(payload).ok_or("Payload of JWS object is not a valid JSON object")
+}
+
+/// Verifies a JWT's RS256 signature against the simulator's own key, as Knox's JWTProvider
+/// verifies tokens its token authority issued, and returns its claims. No claim is checked here:
+/// expiry depends on Knox's clock and on the token state, which the caller knows. `None` for
+/// anything that is not a JWT signed by this key with RS256.
+pub(super) fn verified_claims(token: &str) -> Option<Map<String, Value>> {
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &dev_key().decoding, &validation).ok()?;
+    Some(data.claims)
 }

@@ -10,21 +10,33 @@
 //! token limit with eviction grace, and `getUserTokens`. [`KnoxVersion`] picks the verbs, fields
 //! and error bodies of a Knox release line (§1.2, §2.1, §5).
 //!
+//! With [`SimOptions::state_file`] the managed token state survives a restart, as with Knox's
+//! persistent `AliasBasedTokenStateService`.
+//!
+//! A second topology stands for a protected service: `GET /gateway/<bearer_topology>/v1/ping`
+//! behind Knox's JWTProvider accepts the tokens the simulator issued while they are valid, so
+//! clients can check that a kept token actually works ([`Sim::bearer_url`]).
+//!
 //! # Layout
 //! - `server`: accept loop, routing per version, authentication and the shared state;
 //! - `api`: the KNOXTOKEN handlers and Knox's exact response bodies;
+//! - `bearer`: the Bearer topology (JWTProvider in front of the HEALTH service's ping);
 //! - `store`: the managed token state (`DefaultTokenStateService`);
+//! - `persist`: that state in a file across restarts (`AliasBasedTokenStateService`);
 //! - `jwt`: the public dev signing key, token signing and the JWKS document;
 //! - `tests`: real HTTP over loopback.
 
 mod api;
+mod bearer;
 mod jwt;
+mod persist;
 mod server;
 mod store;
 #[cfg(test)]
 mod tests;
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,6 +93,21 @@ pub struct SimOptions {
     pub eviction_grace: Duration,
     /// Which Knox release line to answer as: verbs, fields and error bodies.
     pub version: KnoxVersion,
+    /// Topology name of the Bearer topology in `/gateway/<bearer_topology>/v1/ping`: Knox's
+    /// JWTProvider with `knox.token.exp.server-managed=true` in front of the HEALTH service. It
+    /// accepts `Authorization: Bearer <JWT>` for tokens this simulator issued while they are valid
+    /// (see [`Sim::bearer_url`]) and needs no Basic credentials.
+    pub bearer_topology: String,
+    /// Keep the managed token store in this file, as a gateway with the persistent
+    /// `AliasBasedTokenStateService` keeps it across restarts: [`Sim::start`] loads the file if
+    /// it exists (a missing file is an empty store, an unreadable or malformed one an error
+    /// naming it) and writes it back at once, then every change (issue, renewal, revocation,
+    /// enable/disable, eviction) rewrites it atomically. Every stored token's id, user, issue
+    /// time, server-side expiry, max-lifetime deadline, enabled flag, comment and metadata are
+    /// kept; counters, the request log and [`Sim::issued`] are not. The file is read only at
+    /// start; setting this while the sim runs only changes where later changes are written.
+    /// `None` (the default) keeps the store in memory only, like `DefaultTokenStateService`.
+    pub state_file: Option<PathBuf>,
 }
 
 impl Default for SimOptions {
@@ -104,6 +131,8 @@ impl Default for SimOptions {
             limit_action: LimitAction::ReturnError,
             eviction_grace: Duration::from_secs(DAY_SECS),
             version: KnoxVersion::V2_1,
+            bearer_topology: "bearer".to_owned(),
+            state_file: None,
         }
     }
 }
@@ -312,13 +341,15 @@ pub struct Sim {
 }
 
 impl Sim {
-    /// Binds `listen` (port 0 picks a free port) and serves plain HTTP on a spawned task.
+    /// Binds `listen` (port 0 picks a free port) and serves plain HTTP on a spawned task. With a
+    /// [`SimOptions::state_file`], first loads the token store from it; errors name the file.
     pub async fn start(listen: SocketAddr, opts: SimOptions) -> std::io::Result<Sim> {
         Sim::serve(listen, opts, None).await
     }
 
-    /// Like [`Sim::start`], but serves HTTPS with the PEM certificate chain `cert_pem` and
-    /// PKCS#8 key `key_pem`, as a real gateway does (for `ca_file` and TLS-failure tests).
+    /// Like [`Sim::start`], but serves HTTPS with the PEM certificate chain `cert_pem` and the PEM
+    /// private key `key_pem` (PKCS#8 `PRIVATE KEY`, PKCS#1 `RSA PRIVATE KEY` or SEC1 `EC PRIVATE
+    /// KEY`), as a real gateway does (for `ca_file` and TLS-failure tests).
     pub async fn start_tls(
         listen: SocketAddr,
         opts: SimOptions,
@@ -333,6 +364,9 @@ impl Sim {
         let certs = CertificateDer::pem_slice_iter(cert_pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| invalid("TLS certificate", &e))?;
+        if certs.is_empty() {
+            return Err(invalid("TLS certificate", &"no PEM CERTIFICATE block found"));
+        }
         let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| invalid("TLS key", &e))?;
         let config =
             rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -344,14 +378,41 @@ impl Sim {
         Sim::serve(listen, opts, Some(tokio_rustls::TlsAcceptor::from(Arc::new(config)))).await
     }
 
+    /// Like [`Sim::start_tls`], reading the certificate chain and key from the PEM files `cert`
+    /// and `key`, as `token-keeper sim --tls-cert FILE --tls-key FILE` does. Errors name the file.
+    pub async fn start_tls_files(
+        listen: SocketAddr,
+        opts: SimOptions,
+        cert: &Path,
+        key: &Path,
+    ) -> std::io::Result<Sim> {
+        let read = |what: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("reading the TLS {what} {}: {e}", path.display()))
+            })
+        };
+        let (cert_pem, key_pem) = (read("certificate", cert)?, read("key", key)?);
+        Sim::start_tls(listen, opts, &cert_pem, &key_pem).await
+    }
+
     async fn serve(
         listen: SocketAddr,
         opts: SimOptions,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> std::io::Result<Sim> {
+        // Before binding, so that a bad state file fails the start without holding the port;
+        // saving at once also shows that later changes can be saved.
+        let store = match &opts.state_file {
+            Some(path) => {
+                let store = persist::load(path)?;
+                persist::save(path, &store)?;
+                store
+            }
+            None => store::TokenStore::default(),
+        };
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(server::Shared::new(opts));
+        let shared = Arc::new(server::Shared::new(opts, store));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let is_tls = tls.is_some();
@@ -378,6 +439,13 @@ impl Sim {
     /// The acquisition URL of API `v`: `<base_url>/knoxtoken/api/v1/token` (or v2).
     pub fn token_url(&self, v: ApiVersion) -> String {
         format!("{}/knoxtoken/api/{}/token", self.base_url(), v.segment())
+    }
+
+    /// The Bearer topology's ping URL, `http(s)://HOST:PORT/gateway/<bearer_topology>/v1/ping`:
+    /// `200` `OK\n` for `Authorization: Bearer <JWT>` with a token the simulator issued that Knox
+    /// would still accept, else `401` with an empty body. See [`SimOptions::bearer_topology`].
+    pub fn bearer_url(&self) -> String {
+        format!("{}/gateway/{}/v1/ping", self.origin(), self.shared.state().opts.bearer_topology)
     }
 
     /// Queues `r` to answer one later token acquisition (FIFO), after authentication.

@@ -1,10 +1,12 @@
 //! The simulator's HTTP side: the accept loop, the route and verb table of each Knox version
 //! (knox-api.md §1.1, §1.2), authentication (§7), Jetty's error pages, and the state every
-//! connection shares. The KNOXTOKEN handlers themselves are in `api`.
+//! connection shares. The KNOXTOKEN handlers themselves are in `api`, the Bearer topology's ping
+//! in `bearer`.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -24,7 +26,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use super::store::TokenStore;
-use super::{api, ApiVersion, Issued, KnoxVersion, RequestRecord, Scripted, SimOptions};
+use super::{api, bearer, persist, ApiVersion, Issued, KnoxVersion, RequestRecord, Scripted, SimOptions};
 
 pub(super) type Body = Full<Bytes>;
 
@@ -59,6 +61,8 @@ pub(super) struct State {
     pub(super) revocations: Vec<String>,
     /// Token-limit 403s answered.
     pub(super) limit_errors: usize,
+    /// The store's generation last written to the state file (or that failed to be).
+    saved_generation: u64,
 }
 
 impl State {
@@ -73,16 +77,33 @@ impl State {
         let now = self.now_ms();
         self.store.sweep(now, grace_ms);
     }
+
+    /// Writes the store to [`SimOptions::state_file`], if there is one and the store changed
+    /// since the last write. A failed write is logged and retried with the next change only,
+    /// so an unwritable file does not turn every request into a warning.
+    fn save_if_changed(&mut self) {
+        let Some(path) = &self.opts.state_file else { return };
+        let generation = self.store.generation();
+        if generation == self.saved_generation {
+            return;
+        }
+        self.saved_generation = generation;
+        if let Err(err) = persist::save(path, &self.store) {
+            warn!(cause = %err, "simulator failed to save its token state");
+        }
+    }
 }
 
 impl Shared {
-    pub(super) fn new(opts: SimOptions) -> Shared {
+    /// Shared state starting from `store`, which is already in the state file if there is one.
+    pub(super) fn new(opts: SimOptions, store: TokenStore) -> Shared {
         let state = State {
             opts,
             scripted: VecDeque::new(),
             requests: Vec::new(),
             issued: Vec::new(),
-            store: TokenStore::default(),
+            saved_generation: store.generation(),
+            store,
             renewals: 0,
             revocations: Vec::new(),
             limit_errors: 0,
@@ -93,8 +114,34 @@ impl Shared {
     /// Locks the state. The lock is never held across an await, and a panic while holding it
     /// leaves the data consistent (every handler checks before it changes anything), so
     /// poisoning is ignored rather than spread to every later request.
-    pub(super) fn state(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn state(&self) -> StateGuard<'_> {
+        StateGuard(self.state.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+/// The locked [`State`]. Releasing it saves the token store to the state file if anything
+/// changed it (issue, renewal, revocation, enable/disable, eviction), before the lock is
+/// released, so writes never interleave and every change is on disk before the next request
+/// sees it.
+pub(super) struct StateGuard<'a>(MutexGuard<'a, State>);
+
+impl Deref for StateGuard<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.0
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.0
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        self.0.save_if_changed();
     }
 }
 
@@ -113,6 +160,7 @@ pub(super) async fn accept_loop(
     tracker: TaskTracker,
 ) {
     let local = listener.local_addr().ok();
+    let scheme = if tls.is_some() { "https" } else { "http" };
     loop {
         let stream = tokio::select! {
             () = shutdown.cancelled() => return,
@@ -133,9 +181,9 @@ pub(super) async fn accept_loop(
         tracker.spawn(async move {
             let served = async {
                 match tls {
-                    None => serve(stream, shared, local).await,
+                    None => serve(stream, shared, local, scheme).await,
                     Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(stream) => serve(stream, shared, local).await,
+                        Ok(stream) => serve(stream, shared, local, scheme).await,
                         // A client that rejects our certificate hangs up here.
                         Err(err) => debug!(cause = %err, "simulator TLS handshake failed"),
                     },
@@ -149,12 +197,12 @@ pub(super) async fn accept_loop(
     }
 }
 
-/// Serves HTTP/1.1 on one connection, plain or TLS.
-async fn serve<S>(stream: S, shared: Arc<Shared>, local: Option<SocketAddr>)
+/// Serves HTTP/1.1 on one connection, plain or TLS; `scheme` is "http" or "https" accordingly.
+async fn serve<S>(stream: S, shared: Arc<Shared>, local: Option<SocketAddr>, scheme: &'static str)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| handle(Arc::clone(&shared), local, req));
+    let service = service_fn(move |req| handle(Arc::clone(&shared), local, scheme, req));
     // The sim sets `Date` itself, from Knox's clock; keep-alive stays on because the daemon
     // reuses connections.
     let conn = http1::Builder::new()
@@ -173,7 +221,7 @@ pub(super) struct Req<'a> {
     pub(super) query: &'a str,
     pub(super) headers: &'a HeaderMap,
     pub(super) body: &'a [u8],
-    /// `http://host:port`, from the `Host` header as Jetty does.
+    /// `http(s)://host:port`, from the `Host` header as Jetty does.
     pub(super) origin: String,
 }
 
@@ -215,6 +263,7 @@ impl Req<'_> {
 async fn handle(
     shared: Arc<Shared>,
     local: Option<SocketAddr>,
+    scheme: &'static str,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     let (parts, body) = req.into_parts();
@@ -225,9 +274,9 @@ async fn handle(
     };
     let host = parts.headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let origin = match (host, local) {
-        (Some(host), _) => format!("http://{host}"),
-        (None, Some(local)) => format!("http://{local}"),
-        (None, None) => "http://localhost".to_owned(),
+        (Some(host), _) => format!("{scheme}://{host}"),
+        (None, Some(local)) => format!("{scheme}://{local}"),
+        (None, None) => format!("{scheme}://localhost"),
     };
     let req = Req {
         method: parts.method.as_str(),
@@ -237,7 +286,16 @@ async fn handle(
         body: &body,
         origin,
     };
-    let (auth_kind, caller) = authenticate(&shared.state().opts, req.headers);
+    // The Bearer topology's JWTProvider replaces the token topology's providers on its path.
+    let (ping, auth_kind, caller) = {
+        let mut state = shared.state();
+        let (auth_kind, caller) = authenticate(&state.opts, req.headers);
+        if bearer::is_ping(&state.opts, req.path) {
+            (true, auth_kind, bearer::accepted_user(&mut state, req.headers).ok_or(Rejection::JwtRejected))
+        } else {
+            (false, auth_kind, caller)
+        }
+    };
     let record = RequestRecord {
         method: req.method.to_owned(),
         path: req.path.to_owned(),
@@ -253,7 +311,11 @@ async fn handle(
         state.requests.len() - 1
     };
 
-    let mut resp = route(&shared, &req, caller).await;
+    let mut resp = match caller {
+        Ok(_) if ping => bearer::ping(&req),
+        Err(rejection) if ping => rejection.response(&req),
+        caller => route(&shared, &req, caller).await,
+    };
 
     if !resp.headers().contains_key(header::DATE) {
         let knox_now = UNIX_EPOCH + Duration::from_millis(shared.state().now_ms().max(0).unsigned_abs());
@@ -370,6 +432,9 @@ enum Rejection {
     SsoRedirect,
     /// JWTProvider: a bearer token it does not accept.
     BearerRejected,
+    /// The Bearer topology's JWTProvider: no token, or one Knox does not accept. Knox 2.0.0
+    /// answers 401 with an empty body.
+    JwtRejected,
 }
 
 impl Rejection {
@@ -396,6 +461,7 @@ impl Rejection {
             Rejection::BearerRejected => {
                 reply(StatusCode::UNAUTHORIZED, Some("text/plain"), "Token has expired")
             }
+            Rejection::JwtRejected => reply(StatusCode::UNAUTHORIZED, None, ""),
         }
     }
 }

@@ -4,11 +4,18 @@
 //!
 //! Nothing here reads a clock: every operation that depends on time takes Knox's "now" in epoch
 //! milliseconds, so the simulator's clock offset applies to all of it.
+//!
+//! Every change bumps a generation counter, so that `persist` can write the store to the state
+//! file after each change and only then.
 
 use std::collections::HashMap;
 
-/// One token Knox stores in managed mode.
-#[derive(Clone, Debug)]
+use serde::{Deserialize, Serialize};
+
+/// One token Knox stores in managed mode. Its serde form is the simulator's state file entry
+/// (`persist`), which only ever holds tokens Knox knows.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub(super) struct StoredToken {
     /// `token_id`, the `knox.id` claim.
     pub(super) id: String,
@@ -28,8 +35,10 @@ pub(super) struct StoredToken {
     pub(super) custom: Vec<(String, String)>,
     /// Revoked tokens are removed from Knox's store; the record stays here only for the
     /// simulator's own bookkeeping and is unknown to every Knox operation.
+    #[serde(skip)]
     revoked: bool,
     /// Like `revoked`, for tokens evicted after expiry plus grace.
+    #[serde(skip)]
     evicted: bool,
 }
 
@@ -80,21 +89,36 @@ pub(super) struct TokenStore {
     /// The earliest server-side expiry among known, expiring tokens, so that most sweeps are a
     /// single comparison even after thousands of rotations.
     earliest_expiry_ms: Option<i64>,
+    /// Bumped by every change to what Knox knows: issue, renewal, revocation, enable/disable and
+    /// eviction.
+    generation: u64,
 }
 
 impl TokenStore {
-    /// Stores a newly issued token.
+    /// Stores a newly issued token, or a token read back from the state file.
     pub(super) fn add(&mut self, token: StoredToken) {
         self.note_expiry(token.expiry_ms);
         self.index.insert(token.id.clone(), self.tokens.len());
         self.tokens.push(token);
+        self.generation += 1;
     }
 
     /// Forgets a token entirely, as if it had never been issued (a failed signing).
     pub(super) fn remove(&mut self, id: &str) {
         if let Some(token) = self.index.get(id).and_then(|&i| self.tokens.get_mut(i)) {
             token.revoked = true;
+            self.generation += 1;
         }
+    }
+
+    /// A number that changes whenever the known tokens or any of their fields change.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Every token Knox knows, in the order they were stored.
+    pub(super) fn known(&self) -> impl Iterator<Item = &StoredToken> {
+        self.tokens.iter().filter(|t| t.known())
     }
 
     /// The token `id`, if Knox knows it (not revoked, not evicted).
@@ -102,8 +126,8 @@ impl TokenStore {
         self.index.get(id).and_then(|&i| self.tokens.get(i)).filter(|t| t.known())
     }
 
-    /// Like [`TokenStore::get`], for changing the expiry or the enabled flag.
-    pub(super) fn get_mut(&mut self, id: &str) -> Option<&mut StoredToken> {
+    /// Like [`TokenStore::get`], for the setters below, which count the change.
+    fn get_mut(&mut self, id: &str) -> Option<&mut StoredToken> {
         self.index.get(id).and_then(|&i| self.tokens.get_mut(i)).filter(|t| t.known())
     }
 
@@ -112,6 +136,15 @@ impl TokenStore {
         if let Some(token) = self.get_mut(id) {
             token.expiry_ms = expiry_ms;
             self.note_expiry(expiry_ms);
+            self.generation += 1;
+        }
+    }
+
+    /// Sets a known token's enabled flag (enable/disable, §4.2).
+    pub(super) fn set_enabled(&mut self, id: &str, enabled: bool) {
+        if let Some(token) = self.get_mut(id) {
+            token.enabled = enabled;
+            self.generation += 1;
         }
     }
 
@@ -121,6 +154,7 @@ impl TokenStore {
         match self.get_mut(id) {
             Some(token) => {
                 token.revoked = true;
+                self.generation += 1;
                 true
             }
             None => false,
@@ -141,6 +175,7 @@ impl TokenStore {
         for token in self.tokens.iter_mut().filter(|t| t.known() && t.expiry_ms != -1) {
             if token.expiry_ms.saturating_add(grace_ms) <= now_ms {
                 token.evicted = true;
+                self.generation += 1;
             } else {
                 earliest = Some(earliest.map_or(token.expiry_ms, |e: i64| e.min(token.expiry_ms)));
             }

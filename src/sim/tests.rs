@@ -1,19 +1,22 @@
 //! Tests of the simulator over real loopback HTTP, plus table tests of its pure Knox logic.
 //!
-//! Requests go through a minimal HTTP/1.1 client on a `TcpStream` rather than reqwest: this
-//! crate's reqwest uses `rustls-no-provider`, whose `Client` builder panics unless a rustls crypto
-//! provider is installed, and rustls is not a dependency here. The raw client also shows bytes
-//! reqwest would hide, such as `Content-Length: 0` and a single `Date`.
+//! Requests go through a minimal HTTP/1.1 client on a `TcpStream` (or a rustls stream over one)
+//! rather than reqwest: this crate's reqwest uses `rustls-no-provider`, whose `Client` builder
+//! panics unless a rustls crypto provider is installed process-wide. The raw client also shows
+//! bytes reqwest would hide, such as `Content-Length: 0` and a single `Date`.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 use super::api::{get_expiry, is_java_uuid, parse_java_duration, ttl_text, TOKEN_LIMIT_EXCEEDED};
 use super::store::{id_display, knox_date, StoredToken, TokenStore};
@@ -46,9 +49,10 @@ impl Reply {
     }
 }
 
-/// A keep-alive HTTP/1.1 connection; enough for the sim, which always sends `Content-Length`.
-struct Conn {
-    stream: TcpStream,
+/// A keep-alive HTTP/1.1 connection, plain or TLS; enough for the sim, which always sends
+/// `Content-Length`.
+struct Conn<S = TcpStream> {
+    stream: S,
     buf: Vec<u8>,
 }
 
@@ -56,8 +60,32 @@ impl Conn {
     async fn open(addr: SocketAddr) -> std::io::Result<Conn> {
         Ok(Conn { stream: TcpStream::connect(addr).await?, buf: Vec::new() })
     }
+}
 
-    /// Sends a request to the `http://` URL `url` and reads the response.
+impl Conn<TlsStream<TcpStream>> {
+    /// A TLS connection to `addr`, verified as its IP address against only the PEM certificates
+    /// in `roots`.
+    async fn open_tls(addr: SocketAddr, roots: &[u8]) -> std::io::Result<Self> {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, ServerName};
+        let mut store = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(roots) {
+            store.add(cert.map_err(std::io::Error::other)?).map_err(std::io::Error::other)?;
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(std::io::Error::other)?
+            .with_root_certificates(store)
+            .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await?;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        Ok(Conn { stream: connector.connect(ServerName::from(addr.ip()), tcp).await?, buf: Vec::new() })
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// Sends a request to the `http://` or `https://` URL `url` and reads the response.
     async fn send(
         &mut self,
         method: &str,
@@ -65,7 +93,8 @@ impl Conn {
         headers: &[(&str, &str)],
         body: &str,
     ) -> std::io::Result<Reply> {
-        let authority = url.strip_prefix("http://").expect("an http:// URL");
+        let authority = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+        let authority = authority.expect("an http:// or https:// URL");
         let (host, target) = authority.split_at(authority.find('/').unwrap_or(authority.len()));
         let len = body.len().to_string();
         let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n");
@@ -1169,6 +1198,283 @@ async fn knox_2_0_adds_passcode_and_owner_revocation() {
     assert_eq!((&body["managed"], body.get("passcode")), (&"false".into(), None));
 }
 
+/// `<method> <bearer url>` with `Authorization: <authorization>` if given.
+async fn ping_with(sim: &Sim, method: &str, authorization: Option<&str>) -> Reply {
+    let headers: Vec<(&str, &str)> = authorization.map(|a| ("Authorization", a)).into_iter().collect();
+    send(sim, method, &sim.bearer_url(), &headers, "").await
+}
+
+/// `GET <bearer url>` with `Authorization: Bearer <jwt>`: (status, body).
+async fn ping(sim: &Sim, jwt: &str) -> (u16, String) {
+    let reply = ping_with(sim, "GET", Some(&format!("Bearer {jwt}"))).await;
+    (reply.status, reply.body)
+}
+
+fn pong() -> (u16, String) {
+    (200, "OK\n".to_owned())
+}
+
+fn refused() -> (u16, String) {
+    (401, String::new())
+}
+
+#[tokio::test]
+async fn bearer_topology_accepts_issued_tokens_and_nothing_else() {
+    for version in [KnoxVersion::V2_0, KnoxVersion::V2_1] {
+        let sim = start_managed(|o| {
+            o.version = version;
+            o.token_limit = Some(1);
+        })
+        .await;
+        assert!(sim.bearer_url().ends_with("/gateway/bearer/v1/ping"), "{}", sim.bearer_url());
+        let (token, other) = (issue(&sim, "alice").await, issue(&sim, "bob").await);
+        let auth = format!("Bearer {}", token.jwt);
+        // PingResource answers GET and POST alike; no Basic credentials are needed.
+        for method in ["GET", "POST"] {
+            let reply = ping_with(&sim, method, Some(&auth)).await;
+            assert_eq!((reply.status, reply.body.as_str()), (200, "OK\n"), "{version:?} {method}");
+            assert_eq!(reply.header("content-type"), Some("text/plain"), "{version:?}");
+        }
+        // The same claims unsigned, or with another token's signature, are not Knox's tokens.
+        let unsigned = jwt_with(&Value::Object(claims(&token.jwt)));
+        let (signed_part, _) = token.jwt.rsplit_once('.').unwrap_or_default();
+        let (_, other_signature) = other.jwt.rsplit_once('.').unwrap_or_default();
+        let forged = format!("Bearer {signed_part}.{other_signature}");
+        let alice = basic("alice");
+        let (unsigned, lower) = (format!("Bearer {unsigned}"), format!("bearer {}", token.jwt));
+        let rejected =
+            [None, Some("Bearer"), Some("Bearer garbage"), Some(&*unsigned), Some(&*forged), Some(&*alice)];
+        for authorization in rejected {
+            let reply = ping_with(&sim, "GET", authorization).await;
+            let answer = (reply.status, reply.body.as_str(), reply.header("content-length"));
+            assert_eq!(answer, (401, "", Some("0")), "{version:?} {authorization:?}");
+        }
+        assert_eq!(ping_with(&sim, "GET", Some(&lower)).await.status, 200, "the scheme is case-insensitive");
+        // The provider runs before Jersey: a wrong method is 401 without a token, 405 with one.
+        assert_eq!(ping_with(&sim, "PUT", None).await.status, 401);
+        let reply = ping_with(&sim, "PUT", Some(&auth)).await;
+        assert_eq!((reply.status, reply.header("allow")), (405, Some("GET,POST")));
+        let url = sim.bearer_url().replace("/v1/ping", "/v1/pong");
+        assert_eq!(send(&sim, "GET", &url, &[("Authorization", &auth)], "").await.status, 404);
+
+        // Pings are neither acquisitions nor limit hits, but they are logged like any request.
+        assert_eq!((sim.acquisitions(), sim.limit_errors(), sim.stored_tokens("alice")), (2, 0, 1));
+        assert_eq!(issue(&sim, "carol").await.user, "carol");
+        let pings: Vec<_> =
+            sim.requests().into_iter().filter(|r| r.path == "/gateway/bearer/v1/ping").collect();
+        let first: Vec<_> = pings.iter().take(3).map(|r| (r.auth, r.user.as_deref(), r.status)).collect();
+        assert_eq!(
+            first,
+            [("bearer", Some("alice"), 200), ("bearer", Some("alice"), 200), ("none", None, 401)]
+        );
+        assert!(!format!("{pings:?}").contains(&token.jwt), "tokens never reach the log");
+    }
+}
+
+#[tokio::test]
+async fn bearer_topology_uses_the_server_side_expiry_of_managed_tokens() {
+    let sim = start_managed(|o| {
+        o.renewers = vec!["alice".into()];
+        o.renew_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let token = issue(&sim, "alice").await;
+    assert_eq!(ping(&sim, &token.jwt).await, pong());
+    // 40 s on, both the JWT's exp and the server-side expiry (30 s TTL) have passed.
+    sim.set_clock_offset(40_000);
+    assert_eq!(ping(&sim, &token.jwt).await, refused());
+
+    // A renewed token is accepted past its JWT exp, until the renewed server-side expiry.
+    sim.set_clock_offset(0);
+    assert_eq!(call(&sim, "PUT", ApiVersion::V2, "renew", "alice", &token.jwt).await.status, 200);
+    sim.set_clock_offset(40_000);
+    assert!(claims(&token.jwt)["exp"].as_i64().unwrap_or_default() * 1000 < now_ms() + 40_000);
+    assert_eq!(ping(&sim, &token.jwt).await, pong());
+    sim.set_clock_offset(2 * 3_600_000);
+    assert_eq!(ping(&sim, &token.jwt).await, refused());
+    assert_eq!(sim.stored_tokens("alice"), 1, "expired, but not yet evicted");
+
+    // Disabled tokens are refused until enabled again; revoked ones for good.
+    sim.set_clock_offset(0);
+    let id = token.token_id.clone();
+    for (op, expected) in [("disable", refused()), ("enable", pong()), ("revoke", refused())] {
+        let method = if op == "revoke" { "DELETE" } else { "PUT" };
+        assert_eq!(call(&sim, method, ApiVersion::V2, op, "alice", &id).await.status, 200, "{op}");
+        assert_eq!(ping(&sim, &token.jwt).await, expected, "after {op}");
+    }
+    assert_eq!(sim.renewals(), 1);
+}
+
+#[tokio::test]
+async fn bearer_topology_checks_the_jwt_exp_of_unmanaged_tokens() {
+    let sim = start_managed(|_| ()).await;
+    let managed = issue(&sim, "alice").await;
+    sim.set_managed(false);
+    let unmanaged = issue(&sim, "alice").await;
+    assert_eq!(claims(&unmanaged.jwt)["managed.token"], "false");
+    sim.set_ttl(None);
+    let forever = issue(&sim, "alice").await;
+    assert!(!claims(&forever.jwt).contains_key("exp"));
+
+    // Unmanaged tokens, and any token while the sim is unmanaged, live until their exp claim.
+    sim.set_managed(true);
+    assert_eq!(call(&sim, "PUT", ApiVersion::V2, "disable", "alice", &managed.token_id).await.status, 200);
+    assert_eq!(ping(&sim, &managed.jwt).await, refused());
+    sim.set_managed(false);
+    for jwt in [&managed.jwt, &unmanaged.jwt, &forever.jwt] {
+        assert_eq!(ping(&sim, jwt).await, pong());
+    }
+    sim.set_clock_offset(40_000);
+    for jwt in [&managed.jwt, &unmanaged.jwt] {
+        assert_eq!(ping(&sim, jwt).await, refused());
+    }
+    sim.set_managed(true);
+    assert_eq!(ping(&sim, &unmanaged.jwt).await, refused());
+    // Without exp a token never expires.
+    sim.set_clock_offset(10 * 365 * DAY_MS);
+    assert_eq!(ping(&sim, &forever.jwt).await, pong());
+}
+
+/// A file of this repository.
+fn repo_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+/// Starts a sim with `configure`d default options that serves HTTPS with PEM files of the repo.
+async fn start_tls(cert: &str, key: &str, configure: impl FnOnce(&mut SimOptions)) -> std::io::Result<Sim> {
+    let mut opts = SimOptions::default();
+    configure(&mut opts);
+    let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    Sim::start_tls_files(listen, opts, &repo_file(cert), &repo_file(key)).await
+}
+
+#[tokio::test]
+async fn tls_files_serve_https_with_pkcs8_and_pkcs1_keys() {
+    // tests/data/tls: a PKCS#8 P-256 key and a certificate signed by ca.pem.
+    let sim = start_tls("tests/data/tls/server.pem", "tests/data/tls/server.key", |o| {
+        o.bearer_topology = "health".into();
+    })
+    .await
+    .expect("serving HTTPS with the test certificate");
+    let ca = std::fs::read(repo_file("tests/data/tls/ca.pem")).expect("the test CA");
+    let mut conn = Conn::open_tls(sim.addr(), &ca).await.expect("a TLS handshake");
+    let token_url = sim.token_url(ApiVersion::V1);
+    assert!(token_url.starts_with("https://127.0.0.1:"), "{token_url}");
+    let reply = conn.send("GET", &token_url, &[ALICE], "").await.expect("a response");
+    // Jetty's request URL, and so the jku, has the https scheme.
+    let jku = reply.claims()["jku"].as_str().map(str::to_owned).unwrap_or_default();
+    assert_eq!(jku, token_url.replace("/token", "/jwks.json"));
+    let bearer_url = sim.bearer_url();
+    assert!(bearer_url.starts_with("https://") && bearer_url.ends_with("/gateway/health/v1/ping"));
+    let auth = format!("Bearer {}", reply.json()["access_token"].as_str().unwrap_or_default());
+    let reply = conn.send("GET", &bearer_url, &[("Authorization", &auth)], "").await.expect("a response");
+    assert_eq!((reply.status, reply.body.as_str()), (200, "OK\n"));
+    let default_url = bearer_url.replace("/health/", "/bearer/");
+    let reply = conn.send("GET", &default_url, &[("Authorization", &auth)], "").await.expect("a response");
+    assert_eq!(reply.status, 404, "the ping moved with the topology name");
+
+    // src/sim: the dev key, a PKCS#1 "RSA PRIVATE KEY", with its self-signed certificate.
+    let key = std::fs::read_to_string(repo_file("src/sim/dev_key.pem")).unwrap_or_default();
+    assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let sim = start_tls("src/sim/dev_cert.pem", "src/sim/dev_key.pem", |_| ()).await.expect("a PKCS#1 key");
+    let cert = std::fs::read(repo_file("src/sim/dev_cert.pem")).expect("the dev certificate");
+    let mut conn = Conn::open_tls(sim.addr(), &cert).await.expect("a TLS handshake");
+    let reply = conn.send("GET", &sim.bearer_url(), &[], "").await.expect("a response");
+    assert_eq!((reply.status, reply.body.as_str()), (401, ""));
+
+    // Errors name the missing file; a key that does not fit the certificate is refused.
+    let Err(err) = start_tls("src/sim/no-such.pem", "src/sim/dev_key.pem", |_| ()).await else {
+        panic!("a missing certificate file is an error")
+    };
+    assert!(err.to_string().contains("no-such.pem"), "{err}");
+    let Err(err) = start_tls("src/sim/dev_cert.pem", "tests/data/tls/server.key", |_| ()).await else {
+        panic!("a key of another certificate is an error")
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+}
+
+#[test]
+fn sim_command_line_takes_tls_and_bearer_flags_with_the_others() {
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+    let parse = |args: &[&str]| Cli::try_parse_from(["token-keeper", "sim"].iter().chain(args));
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        "c.pem",
+        "--tls-key",
+        "k.pem",
+        "--bearer-topology",
+        "hb",
+        "--user",
+        "a:x",
+        "--user",
+        "b:y",
+        "--renewer",
+        "a",
+        "--renewer",
+        "b",
+        "--token-limit",
+        "3",
+        "--limit-action",
+        "REMOVE_OLDEST",
+        "--renew-interval",
+        "10m",
+        "--max-lifetime",
+        "2h",
+        "--ttl",
+        "1h",
+        "--knox-version",
+        "2.0",
+    ];
+    let parsed = parse(&args).map(|cli| cli.command);
+    let Ok(Command::Sim {
+        listen,
+        tls_cert,
+        tls_key,
+        bearer_topology,
+        users,
+        renewers,
+        token_limit,
+        limit_action,
+        renew_interval,
+        max_lifetime,
+        ttl,
+        knox_version,
+        ..
+    }) = parsed
+    else {
+        panic!("all sim flags combine: {parsed:?}")
+    };
+    assert_eq!(listen, SocketAddr::from(([127, 0, 0, 1], 0)));
+    assert_eq!((tls_cert, tls_key), (Some("c.pem".into()), Some("k.pem".into())));
+    assert_eq!(
+        (bearer_topology.as_str(), users, renewers),
+        ("hb", vec!["a:x".into(), "b:y".into()], vec!["a".into(), "b".into()])
+    );
+    assert_eq!(
+        (token_limit, limit_action, knox_version),
+        (Some(3), LimitAction::RemoveOldest, KnoxVersion::V2_0)
+    );
+    assert_eq!(
+        (renew_interval, max_lifetime, ttl),
+        (Duration::from_secs(600), Some(Duration::from_secs(7200)), Duration::from_secs(3600))
+    );
+
+    // Both TLS flags or neither; the Bearer topology is "bearer" unless named.
+    for half in [["--tls-cert", "c.pem"], ["--tls-key", "k.pem"]] {
+        let err = parse(&half).map(|_| ()).expect_err("one TLS flag alone is an error");
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{half:?}");
+    }
+    let Ok(Command::Sim { tls_cert: None, tls_key: None, bearer_topology, .. }) =
+        parse(&[]).map(|c| c.command)
+    else {
+        panic!("no TLS by default")
+    };
+    assert_eq!(bearer_topology, "bearer");
+}
+
 #[test]
 fn store_sorts_by_issue_time_then_id_and_evicts_after_grace() {
     let mut store = TokenStore::default();
@@ -1284,4 +1590,143 @@ fn ttl_text_matches_knox() {
     check(3_600_000, "1 hours ");
     check(90_061_000, "1 days 1 hours 1 minutes 1 seconds");
     check(10_368_000_000, "120 days ");
+}
+
+/// Options for a sim that keeps its token state in `state_file`, with alice as renewer and a
+/// one-hour renew interval.
+fn persistent(version: KnoxVersion, state_file: &Path) -> impl FnOnce(&mut SimOptions) + '_ {
+    move |o| {
+        o.version = version;
+        o.renewers = vec!["alice".into()];
+        o.renew_interval = Duration::from_secs(3600);
+        o.state_file = Some(state_file.to_owned());
+    }
+}
+
+/// `getUserTokens?<query>` as carol: the `tokens` array.
+async fn listed(sim: &Sim, v: ApiVersion, query: &str) -> Vec<Value> {
+    let reply = call(sim, "GET", v, &format!("getUserTokens?{query}"), "carol", "").await;
+    assert_eq!(reply.status, 200, "{query}: {}", reply.body);
+    reply.json()["tokens"].as_array().cloned().unwrap_or_default()
+}
+
+/// Knox restarts with a persistent token state service: a managed token issued, renewed and
+/// disabled before the restart is still listed as it was, can be enabled, renewed and revoked,
+/// and the Bearer topology accepts it; revoked and evicted tokens stay gone.
+#[tokio::test]
+async fn a_state_file_keeps_managed_tokens_across_restarts() {
+    for (version, v) in [(KnoxVersion::V2_0, ApiVersion::V1), (KnoxVersion::V2_1, ApiVersion::V2)] {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let state_file = dir.path().join("knox-state.json");
+        let sim = start_managed(persistent(version, &state_file)).await;
+        let reply = acquire_as(&sim, "alice", "comment=kept&md_app=keeper").await;
+        let id = reply.json()["token_id"].as_str().unwrap_or_default().to_owned();
+        let jwt = reply.json()["access_token"].as_str().unwrap_or_default().to_owned();
+        let gone = issue(&sim, "bob").await;
+        assert_eq!(call(&sim, "DELETE", v, "revoke", "bob", &gone.token_id).await.body, REVOKED);
+        assert_eq!(call(&sim, "PUT", v, "renew", "alice", &jwt).await.status, 200);
+        assert_eq!(call(&sim, "PUT", v, "disable", "alice", &id).await.status, 200);
+        let before = listed(&sim, v, "allTokens=true").await;
+        let expiry = sim.server_expiry(&id).expect("the renewed token is stored");
+        assert_eq!((before.len(), &before[0]["expirationLong"]), (1, &expiry.into()), "{before:?}");
+        sim.stop().await;
+
+        // Same tokens, same fields: ids, times, max lifetime, disabled flag, comment, metadata.
+        let sim = start_managed(persistent(version, &state_file)).await;
+        assert_eq!(listed(&sim, v, "allTokens=true").await, before, "{version:?}");
+        assert_eq!((sim.server_expiry(&id), sim.server_expiry(&gone.token_id)), (Some(expiry), None));
+        assert_eq!(ping(&sim, &jwt).await, refused(), "still disabled");
+        let enabled = "{\n  \"setEnabledFlag\": \"true\",\n  \"isEnabled\": \"true\"\n}\n";
+        assert_reply(&call(&sim, "PUT", v, "enable", "alice", &id).await, 200, enabled);
+        let renewed_at = now_ms();
+        let reply = call(&sim, "PUT", v, "renew", "alice", &jwt).await;
+        let expiry = sim.server_expiry(&id).unwrap_or_default();
+        assert_reply(&reply, 200, &renewed(expiry));
+        assert!(expiry >= renewed_at + 3_600_000, "{expiry}");
+        // Past the JWT's own exp, the pre-restart signature and the renewed expiry still pass.
+        sim.set_clock_offset(40_000);
+        assert_eq!(ping(&sim, &jwt).await, pong(), "{version:?}");
+        sim.set_clock_offset(0);
+        assert_reply(&call(&sim, "DELETE", v, "revoke", "alice", &id).await, 200, REVOKED);
+        assert_eq!(ping(&sim, &jwt).await, refused());
+        sim.stop().await;
+
+        let sim = start_managed(persistent(version, &state_file)).await;
+        assert_eq!((listed(&sim, v, "allTokens=true").await, sim.server_expiry(&id)), (vec![], None));
+        let reply = call(&sim, "PUT", v, "renew", "alice", &jwt).await;
+        assert_reply(&reply, 400, &failure("renewed", &unknown(&id), 30));
+        assert_eq!(ping(&sim, &jwt).await, refused());
+        sim.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn eviction_is_saved_to_the_state_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let state_file = dir.path().join("state.json");
+    let sim = start_managed(persistent(KnoxVersion::V2_1, &state_file)).await;
+    let token = issue(&sim, "alice").await;
+    sim.stop().await;
+    let sim = start_managed(persistent(KnoxVersion::V2_1, &state_file)).await;
+    assert_eq!(sim.stored_tokens("alice"), 1, "saved at issue");
+    sim.set_clock_offset(DAY_MS + 60_000);
+    assert_eq!(sim.stored_tokens("alice"), 0, "expired a day ago: evicted");
+    sim.stop().await;
+    // Back on the right clock the token would not have expired yet; it stays evicted.
+    let sim = start_managed(persistent(KnoxVersion::V2_1, &state_file)).await;
+    assert_eq!((sim.stored_tokens("alice"), sim.server_expiry(&token.token_id)), (0, None));
+}
+
+#[tokio::test]
+async fn a_bad_state_file_fails_the_start_and_names_the_file() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let start_on = |path: PathBuf| async move {
+        let opts = SimOptions { state_file: Some(path), ..SimOptions::default() };
+        Sim::start(SocketAddr::from(([127, 0, 0, 1], 0)), opts).await
+    };
+    let token = r#"{"id":"a","user":"alice","issue_ms":1,"expiry_ms":4102444800000,"max_lifetime_ms":null,
+        "enabled":true,"comment":null,"custom":[]}"#;
+    for (name, text) in [
+        ("truncated.json", r#"{"format":"token-keeper-sim-state/1","tokens":["#.to_owned()),
+        ("empty.json", String::new()),
+        ("foreign.json", r#"{"format":"something-else/1","tokens":[]}"#.to_owned()),
+        ("twice.json", format!(r#"{{"format":"token-keeper-sim-state/1","tokens":[{token},{token}]}}"#)),
+    ] {
+        let path = dir.path().join(name);
+        crate::sink::write_atomic(&path, text.as_bytes(), 0o600).expect("writing the test file");
+        let Err(err) = start_on(path.clone()).await else { panic!("{name} is not a state file") };
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{name}: {err}");
+        assert!(err.to_string().contains(&path.display().to_string()), "{name}: {err}");
+        assert_eq!(std::fs::read_to_string(&path).ok().as_deref(), Some(text.as_str()), "left alone");
+    }
+    // A directory cannot be read, nor can a file be written where no directory is.
+    for path in [dir.path().to_owned(), dir.path().join("missing/state.json")] {
+        let Err(err) = start_on(path.clone()).await else { panic!("{} is not usable", path.display()) };
+        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+    }
+    // A missing file is an empty store, written at once; a well-formed one loads.
+    let fresh = dir.path().join("fresh.json");
+    let sim = start_on(fresh.clone()).await.expect("a missing state file is an empty store");
+    assert_eq!(sim.stored_tokens("alice"), 0);
+    sim.stop().await;
+    let written: Value =
+        serde_json::from_str(&std::fs::read_to_string(&fresh).unwrap_or_default()).unwrap_or_default();
+    assert_eq!(written, serde_json::json!({"format": "token-keeper-sim-state/1", "tokens": []}));
+    let one = dir.path().join("one.json");
+    let text = format!(r#"{{"format":"token-keeper-sim-state/1","tokens":[{token}]}}"#);
+    crate::sink::write_atomic(&one, text.as_bytes(), 0o600).expect("writing the test file");
+    let sim = start_on(one).await.expect("a well-formed state file loads");
+    assert_eq!(sim.server_expiry("a"), Some(4_102_444_800_000), "2100-01-01");
+}
+
+#[test]
+fn sim_command_line_takes_a_state_file() {
+    use crate::cli::{Cli, Command};
+    use clap::Parser as _;
+    let parse = |args: &[&str]| match Cli::try_parse_from(["token-keeper", "sim"].iter().chain(args)) {
+        Ok(Cli { command: Command::Sim { state_file, .. }, .. }) => state_file,
+        other => panic!("{args:?}: {:?}", other.map(|c| c.command)),
+    };
+    assert_eq!(parse(&["--state-file", "knox.json"]), Some(PathBuf::from("knox.json")));
+    assert_eq!(parse(&[]), None);
 }
