@@ -1,0 +1,377 @@
+"""The conformance scenarios. Each drives the real keeper through its user contract against a
+`Target` (the real Knox or the simulator) and raises `Failed` when an expectation breaks.
+
+Every scenario uses a user of its own (see targets.USERS), so Knox's per-user token limit
+never couples two scenarios.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from keeper import Failed, Keeper, check, claims, wait_for
+from targets import TOKEN_LIMIT, TOPOLOGIES, Target, http
+
+
+@dataclass
+class Ctx:
+    target: Target
+    binary: Path
+    dir: Path
+
+    def keeper(self, user: str, **kw) -> Keeper:
+        return Keeper(self.binary, self.target, self.dir, user=user, **kw)
+
+
+SCENARIOS: list[tuple[str, Callable[[Ctx], str]]] = []
+
+
+def scenario(fn: Callable[[Ctx], str]) -> Callable[[Ctx], str]:
+    SCENARIOS.append((fn.__name__, fn))
+    return fn
+
+
+def approx_now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def published_ok(k: Keeper, p: dict, topology: str, user: str) -> None:
+    """What every fresh publish must satisfy, whatever the scenario."""
+    jwt = p["access_token"]
+    check(k.raw() == jwt, "the raw output holds the json's access_token")
+    check((k.out / "token.header").read_text() == f"Authorization: Bearer {jwt}\n", "header output")
+    c = claims(jwt)
+    check(c.get("sub") == user, f"JWT sub is {user}, got {c.get('sub')!r}")
+    check(c.get("knox.id") == p["token_id"], "token_id equals the knox.id claim")
+    check(p["managed"] is True, "Knox says the token is managed")
+    ttl = TOPOLOGIES[topology].ttl_ms
+    left = p["expires_at_ms"] - approx_now_ms()
+    check(0 < left <= ttl + 2000, f"expires within the topology's ttl ({ttl} ms), {left} ms left")
+    for name in ("token", "token.header", "token.env", "token.sh", "token.json"):
+        mode = os.stat(k.out / name).st_mode & 0o777
+        check(mode == 0o600, f"{name} has mode 0600, got {mode:o}")
+
+
+@scenario
+def acquire_basic_v1(ctx: Ctx) -> str:
+    k = ctx.keeper("alice")
+    r = k.once()
+    check(r.returncode == 0, f"once exits 0, got {r.returncode}: {r.stderr[-500:]}")
+    p = k.published()
+    check(p is not None, "token.json published")
+    published_ok(k, p, "token", "alice")
+    check(p["jwt_exp"] * 1000 >= p["expires_at_ms"] - 1000, "expires_at is the earlier of expires_in and exp")
+    return f"token {p['token_id']} valid {(p['expires_at_ms'] - approx_now_ms()) // 1000}s"
+
+
+@scenario
+def acquire_v2(ctx: Ctx) -> str:
+    k = ctx.keeper("carol", api="v2")
+    r = k.once("--timeout", "5s")
+    if ctx.target.has_v2:
+        check(r.returncode == 0, f"once exits 0 on the v2 API, got {r.returncode}: {r.stderr[-500:]}")
+        published_ok(k, k.published(), "token", "carol")
+        return "v2 acquisition works"
+    # Knox before 2.1 has no v2 API: the keeper must say so plainly, and publish nothing.
+    check(r.returncode == 1, f"once exits 1 on a Knox without v2, got {r.returncode}")
+    check("404" in r.stderr and "api/v1/token" in r.stderr,
+          f"the error names the 404 and points at the v1 URL: {r.stderr[-400:]}")
+    check(k.published() is None, "nothing published")
+    return "Knox 2.0 answers 404 on v2; the keeper points at the v1 URL"
+
+
+@scenario
+def lifespan_capped(ctx: Ctx) -> str:
+    k = ctx.keeper("dave", lifespan="PT2H")
+    k.start()
+    try:
+        p1 = k.wait_generation(1)
+        published_ok(k, p1, "token", "dave")  # capped to the topology's 5 min ttl
+        k.signal(signal.SIGUSR1)
+        p2 = k.wait_generation(2)
+        check(p2["token_id"] != p1["token_id"], "SIGUSR1 brought a new token")
+        warned = k.messages("caps the requested lifespan")
+        check(len(warned) == 1, f"the cap is said once over two tokens, said {len(warned)} times")
+    finally:
+        k.stop()
+    return f"PT2H capped to {(p1['expires_at_ms'] - approx_now_ms()) // 1000 + 1}s, said once"
+
+
+@scenario
+def bearer_accepted(ctx: Ctx) -> str:
+    k = ctx.keeper("erin")
+    check(k.once().returncode == 0, "once exits 0")
+    url, ca = ctx.target.bearer_url("token"), str(ctx.target.ca_file)
+    curl = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ca]
+    ways = {
+        "curl -H @token.header": curl + ["-H", f"@{k.out / 'token.header'}", url],
+        "source token.sh": ["bash", "-c", f'source "$1" && {" ".join(curl)} -H "Authorization: Bearer $CDE_TOKEN" "$2"',
+                            "_", str(k.out / "token.sh"), url],
+        "token.env as an env file": ["bash", "-c", f'set -a && . "$1" && {" ".join(curl)} -H "Authorization: Bearer $CDE_TOKEN" "$2"',
+                                     "_", str(k.out / "token.env"), url],
+        "token-keeper exec": [str(ctx.binary), "-c", str(k.config), "exec", "--", "bash", "-c",
+                              f'{" ".join(curl)} -H "Authorization: Bearer $CDE_TOKEN" "$0"', url],
+        "token --format header | curl -H @-": ["bash", "-c",
+                                              f'"$1" -c "$2" token --format header | {" ".join(curl)} -H @- "$3"',
+                                              "_", str(ctx.binary), str(k.config), url],
+    }
+    for way, cmd in ways.items():
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        check(r.stdout.strip().endswith("200"), f"{way}: the Bearer topology answered {r.stdout!r} {r.stderr[-300:]}")
+    check(k.bearer("not-a-token") == 401, "a bad token gets 401")
+    return f"{len(ways)} consumer ways, each 200"
+
+
+@scenario
+def renew_gateway_mode(ctx: Ctx) -> str:
+    k = ctx.keeper("frank", topology="fast", consumers_validate="gateway")
+    k.start()
+    try:
+        p1 = k.wait_generation(1)
+        jwt, exp_ms = p1["access_token"], p1["jwt_exp"] * 1000
+        # Past the JWT's own exp, Knox's server-side expiry (moved by renewal) is what counts.
+        wait_for("the JWT's exp to pass", lambda: approx_now_ms() > exp_ms + 3000, 40)
+        p = k.published()
+        check(p["token_id"] == p1["token_id"], "still the same token: renewed, not re-acquired")
+        check(p["jwt_exp"] == p1["jwt_exp"], "renewal leaves the JWT's exp alone")
+        check(p["expires_at_ms"] > exp_ms, f"Knox's expiry moved past exp ({p['expires_at_ms']} > {exp_ms})")
+        renewed = k.messages("token renewed")
+        check(len(renewed) >= 1, "the log says the token was renewed")
+        check(k.bearer(jwt) == 200, "the Bearer topology accepts the token past its JWT exp")
+    finally:
+        k.stop()
+    return f"{len(renewed)} renewals; accepted {(approx_now_ms() - exp_ms) // 1000}s past exp"
+
+
+@scenario
+def renew_not_whitelisted(ctx: Ctx) -> str:
+    k = ctx.keeper("bob", topology="fast", consumers_validate="gateway")
+    k.start()
+    try:
+        p1 = k.wait_generation(1)
+        p3 = k.wait_generation(3, timeout=60)
+        check(p3["token_id"] != p1["token_id"], "re-acquired instead of renewed")
+        stopped = k.messages("renewal stopped for this cluster")
+        check(len(stopped) == 1, f"Knox's refusal is logged once and renewal is not retried ({len(stopped)})")
+        check(not k.messages("token renewed"), "nothing was renewed")
+        check(k.bearer(p3["access_token"]) == 200, "the re-acquired token works")
+    finally:
+        k.stop()
+    return "code 20 once, then re-acquisition every rotation"
+
+
+@scenario
+def renewal_limit_reacquire(ctx: Ctx) -> str:
+    k = ctx.keeper("grace", topology="brief", consumers_validate="gateway")
+    k.start()
+    try:
+        p1 = k.wait_generation(1)
+        p2 = wait_for("a re-acquired token after the renewal limit",
+                      lambda: (p := k.published()) and p["token_id"] != p1["token_id"] and p, 60)
+        check(len(k.messages("token renewed")) >= 1, "renewed before the limit")
+        refused = k.messages("renewal refused")
+        check(len(refused) >= 1, "the log says renewal was refused")
+        check(k.bearer(p2["access_token"]) == 200, "the new token works")
+    finally:
+        k.stop()
+    return f"renewed {len(k.messages('token renewed'))}x, then re-acquired ({refused[0]['message'][:60]})"
+
+
+@scenario
+def revoke_superseded(ctx: Ctx) -> str:
+    k = ctx.keeper("heidi", revoke_superseded_after="2s")
+    k.start()
+    try:
+        old = k.wait_generation(1)
+        check(k.bearer(old["access_token"]) == 200, "the first token works")
+        k.signal(signal.SIGUSR1)
+        new = k.wait_generation(2)
+        t0 = time.monotonic()
+        wait_for("the superseded token to be refused", lambda: k.bearer(old["access_token"]) == 401, 30, 0.5)
+        took = time.monotonic() - t0
+        check(k.bearer(new["access_token"]) == 200, "its successor still works")
+        check(len(k.messages("superseded token revoked")) == 1, "the log says it was revoked")
+    finally:
+        k.stop()
+    return f"old token refused {took:.1f}s after its successor"
+
+
+@scenario
+def revoke_on_exit(ctx: Ctx) -> str:
+    k = ctx.keeper("ivan", revoke_on_exit=True)
+    k.start()
+    p = k.wait_generation(1)
+    check(k.bearer(p["access_token"]) == 200, "the token works while the daemon runs")
+    code = k.stop()
+    check(code == 0, f"the daemon exits 0 on SIGTERM, got {code}")
+    check(k.bearer(p["access_token"]) == 401, "after exit the token is refused")
+    check(len(k.messages("token revoked at exit")) == 1, "the log says it was revoked")
+    return "revoked at SIGTERM"
+
+
+def list_tokens(k: Keeper) -> list[dict]:
+    r = k.verb("tokens", "list", "--json")
+    check(r.returncode == 0, f"tokens list --json exits 0, got {r.returncode}: {r.stderr[-300:]}")
+    return json.loads(r.stdout)["tokens"]
+
+
+def rotate(k: Keeper, rounds: int, topology: str) -> int:
+    """SIGUSR1 `rounds` times, waiting for each new token; returns the highest live count."""
+    most = 0
+    for _ in range(rounds):
+        gen = k.published()["generation"]
+        k.signal(signal.SIGUSR1)
+        p = k.wait_generation(gen + 1, timeout=30)
+        check(k.bearer(p["access_token"]) == 200, f"generation {p['generation']} works")
+        most = max(most, len(list_tokens(k)))
+        # The superseded token goes within revoke_superseded_after: back to one live token.
+        wait_for("the superseded token's revocation", lambda: len(list_tokens(k)) == 1, 30, 0.3)
+    return most
+
+
+@scenario
+def token_limit(ctx: Ctx) -> str:
+    rounds = 3 * TOKEN_LIMIT
+    # RETURN_ERROR: the keeper's own rotations never reach the limit.
+    a = Keeper(ctx.binary, ctx.target, ctx.dir / "return-error", user="judy", topology="fast",
+               revoke_superseded_after="1s")
+    a.start()
+    try:
+        a.wait_generation(1)
+        most_a = rotate(a, rounds, "fast")
+        check(not a.messages("limit"), "no token-limit error over the rotations")
+    finally:
+        a.stop()
+    # REMOVE_OLDEST: the oldest token is never the published one.
+    b = Keeper(ctx.binary, ctx.target, ctx.dir / "remove-oldest", user="ken", topology="evict",
+               revoke_superseded_after="1s")
+    b.start()
+    try:
+        b.wait_generation(1)
+        most_b = rotate(b, rounds, "evict")
+    finally:
+        b.stop()
+    check(most_a < TOKEN_LIMIT and most_b < TOKEN_LIMIT, f"held at most {max(most_a, most_b)} tokens")
+    return f"{rounds} rotations each (limit {TOKEN_LIMIT}): at most {most_a} / {most_b} live tokens"
+
+
+@scenario
+def disabled_token_rejected(ctx: Ctx) -> str:
+    k = ctx.keeper("leo")
+    check(k.once().returncode == 0, "once exits 0")
+    p = k.published()
+    jwt, tid = p["access_token"], p["token_id"]
+    check(k.bearer(jwt) == 200, "enabled: 200")
+    r = k.verb("tokens", "disable", tid)
+    check(r.returncode == 0, f"tokens disable exits 0, got {r.returncode}: {r.stderr}")
+    check(k.bearer(jwt) == 401, "disabled: 401")
+    r = k.verb("tokens", "disable", tid)
+    check(r.returncode == 5, f"disabling again exits 5 (already in that state), got {r.returncode}: {r.stderr}")
+    r = k.verb("tokens", "enable", tid)
+    check(r.returncode == 0, f"tokens enable exits 0, got {r.returncode}: {r.stderr}")
+    check(k.bearer(jwt) == 200, "enabled again: 200")
+    return "disable → 401, enable → 200, disable twice → exit 5"
+
+
+@scenario
+def admin_verbs(ctx: Ctx) -> str:
+    k = ctx.keeper("mia")
+    check(k.once().returncode == 0, "once exits 0")
+    tid = k.published()["token_id"]
+    r = k.verb("tokens", "list")
+    check(r.returncode == 0 and tid in r.stdout, f"tokens list shows {tid}: {r.returncode} {r.stdout[-300:]}")
+    listed = list_tokens(k)
+    check([t["tokenId"] for t in listed] == [tid], f"tokens list --json is Knox's list: {listed}")
+    # bob is neither the owner nor a whitelisted renewer: Knox refuses his revocation.
+    other = Keeper(ctx.binary, ctx.target, ctx.dir / "bob", user="bob")
+    r = other.verb("tokens", "revoke", tid)
+    check(r.returncode == 4, f"revoking another user's token exits 4 (not authorized), got {r.returncode}: {r.stderr}")
+    r = k.verb("tokens", "revoke", tid)
+    check(r.returncode == 0, f"tokens revoke exits 0, got {r.returncode}: {r.stderr}")
+    check(k.bearer(k.published()["access_token"]) == 401, "the revoked token is refused")
+    r = k.verb("tokens", "revoke", tid)
+    check(r.returncode == 3, f"revoking it again exits 3 (unknown token), got {r.returncode}: {r.stderr}")
+    check("unknown" in r.stderr.lower(), f"and says the token is unknown: {r.stderr}")
+    r = k.verb("tokens", "enable", "00000000-0000-0000-0000-000000000000")
+    check(r.returncode == 3, f"enabling an unknown id exits 3, got {r.returncode}: {r.stderr}")
+    check(list_tokens(k) == [], "the list is empty after the revocation")
+    return "list, revoke (owner 0, other user 4, twice 3), enable unknown 3"
+
+
+@scenario
+def tls_ca_file(ctx: Ctx) -> str:
+    k = ctx.keeper("nick")
+    check(k.once().returncode == 0, "with ca_file: once exits 0")
+    k2 = Keeper(ctx.binary, ctx.target, ctx.dir / "no-ca", user="nick", ca=False)
+    t0 = time.monotonic()
+    r = k2.once("--timeout", "5s")
+    took = time.monotonic() - t0
+    check(r.returncode == 1, f"without ca_file: once exits 1, got {r.returncode}")
+    check("certificate" in r.stderr.lower(), f"the error is about the certificate: {r.stderr[-300:]}")
+    check(took < 5, f"a certificate error is not retried as transient ({took:.1f}s)")
+    check(k2.published() is None, "nothing published without trust")
+    return f"trusted via ca_file; refused without it in {took:.1f}s"
+
+
+@scenario
+def doctor(ctx: Ctx) -> str:
+    k = ctx.keeper("olga", consumers_validate="gateway")
+    r = k.verb("doctor", "--renew-trial")
+    check(r.returncode == 0, f"doctor exits 0 against a healthy Knox, got {r.returncode}:\n{r.stdout}")
+    check("✘" not in r.stdout, f"no ✘ row:\n{r.stdout}")
+    bad = Keeper(ctx.binary, ctx.target, ctx.dir / "bad-password", user="olga", password_override="wrong")
+    r = bad.verb("doctor")
+    check(r.returncode == 1, f"a wrong password fails doctor, got {r.returncode}")
+    check(any("✘" in line and "credentials" in line for line in r.stdout.splitlines()),
+          f"the credentials row fails:\n{r.stdout}")
+    bob = Keeper(ctx.binary, ctx.target, ctx.dir / "not-renewer", user="bob", consumers_validate="gateway")
+    r = bob.verb("doctor", "--renew-trial")
+    check(r.returncode == 1, f"a user outside the renewer whitelist fails doctor, got {r.returncode}")
+    check(any("✘" in line and "renew" in line for line in r.stdout.splitlines()), f"the renew row fails:\n{r.stdout}")
+    return "healthy: all ✔; wrong password: credentials ✘; not whitelisted: renew ✘"
+
+
+@scenario
+def clock_offset(ctx: Ctx) -> str:
+    k = ctx.keeper("pam")
+    check(k.once().returncode == 0, "once exits 0")
+    p = k.published()
+    off = p["knox_clock_offset_ms"]
+    # Knox runs on this host: its Date header (1 s resolution) agrees with our clock.
+    check(abs(off) <= 1500, f"Knox's clock offset read as {off} ms; same host, so within 1.5 s")
+    r = k.verb("status", "--json")
+    check(r.returncode == 0, f"status --json exits 0, got {r.returncode}: {r.stderr}")
+    return f"offset {off} ms"
+
+
+@scenario
+def restart_keeps_token(ctx: Ctx) -> str:
+    k = ctx.keeper("quinn", topology="steady", consumers_validate="gateway")
+    k.start()
+    try:
+        p1 = k.wait_generation(1)
+        before = len(list_tokens(k))
+        # Knox restarts with its persistent token store; the keeper's token must still renew.
+        time.sleep(1)
+        ctx.target.restart()
+        renewed = wait_for("a renewal after Knox's restart", lambda: k.messages("token renewed"), 60)
+        p = k.published()
+        check(p["token_id"] == p1["token_id"], "the same token renewed across Knox's restart")
+        check(k.bearer(p["access_token"]) == 200, "and it works")
+        # The keeper restarts: it takes over its published token instead of minting one.
+        check(k.stop() == 0, "the daemon stops cleanly")
+        k.start()
+        wait_for("the restarted keeper to take over its token",
+                 lambda: k.messages("kept the published token"), 30)
+        check(k.published()["token_id"] == p1["token_id"], "still the same token")
+        check(len(list_tokens(k)) == before, "no extra token minted by the restart")
+    finally:
+        k.stop()
+    return f"renewed after Knox restart ({len(renewed)}x), taken over after keeper restart"
