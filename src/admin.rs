@@ -1,4 +1,4 @@
-//! `token-keeper tokens list|revoke|enable|disable`: Knox's token management API (knox-api.md
+//! `token-keeper tokens list|revoke|enable|disable`: Knox's token management API (docs/knox.md
 //! §4) from the command line, with a cluster's configured URL and credentials.
 //!
 //! Knox's error codes (§5) become exit codes and one-line messages, so scripts can tell "already
@@ -167,7 +167,7 @@ async fn change(cluster: &Cluster, client: &KnoxClient, op: Op, id: &str) -> any
     Ok(refusal(code, &message))
 }
 
-/// The exit code and one-line message for a refused `op` (knox-api.md §4.1, §4.2, §5).
+/// The exit code and one-line message for a refused `op` (docs/knox.md §4.1, §4.2, §5).
 pub fn explain(op: Op, status: u16, a: &Answer) -> (u8, String) {
     let verb = match op {
         Op::Revoke => "revoke",

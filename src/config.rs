@@ -93,7 +93,7 @@ pub struct Cluster {
     pub token_url: Url,
     /// Whether this cluster also publishes `~/.cde/token` by default.
     pub is_default: bool,
-    /// Knox's `lifespan` parameter as ISO-8601 (knox-api.md §1.3), if configured.
+    /// Knox's `lifespan` parameter as ISO-8601 (docs/knox.md §2.1), if configured.
     pub lifespan: Option<String>,
     /// How to reach Knox.
     pub transport: Transport,
@@ -103,7 +103,7 @@ pub struct Cluster {
     pub outputs: Vec<Output>,
     /// When to refresh.
     pub policy: Policy,
-    /// Renewal, revocation and expiry handling (knox-api.md §3, §4, §9).
+    /// Renewal, revocation and expiry handling (docs/knox.md §3, §4, §9).
     pub lifecycle: Lifecycle,
     /// Who to tell after a new token is published.
     pub on_change: Option<OnChange>,
@@ -129,7 +129,7 @@ pub struct Lifecycle {
     pub consumers_validate: Validation,
     /// A replaced managed token is revoked this long after its successor is published, so
     /// readers that just loaded it can finish; this keeps the user under Knox's per-user token
-    /// limit (knox-api.md §9.3).
+    /// limit (docs/knox.md §9.3).
     pub revoke_superseded_after: Duration,
     /// Revoke the published tokens at shutdown (off by default: consumers may still use them).
     pub revoke_on_exit: bool,
@@ -157,7 +157,7 @@ impl Default for Lifecycle {
 #[serde(rename_all = "lowercase")]
 pub enum Validation {
     /// Consumers (e.g. CDE's jobs API) check the JWT's signature and `exp` themselves: renewal
-    /// cannot extend a token for them (it never moves `exp`, knox-api.md §3.2), so tokens are
+    /// cannot extend a token for them (it never moves `exp`, docs/knox.md §3.2), so tokens are
     /// replaced by re-acquisition before `exp`.
     Jwt,
     /// Consumers send the token through the Knox gateway, which honours the server-side
@@ -222,7 +222,7 @@ pub struct Transport {
     pub https: bool,
 }
 
-/// Credentials for the token endpoint (knox-api.md §7). Files are read at every request, so
+/// Credentials for the token endpoint (docs/knox.md §7). Files are read at every request, so
 /// a rotated password is picked up without a reload.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Auth {
@@ -570,7 +570,7 @@ fn parse_duration(ctx: &str, key: &str, value: &str) -> Result<Duration, String>
         .map_err(|e| format!("{ctx}: {key}: {value:?} is not a duration like \"90s\" or \"5m\": {e}"))
 }
 
-/// Knox parses `lifespan` with `java.time.Duration.parse` (knox-api.md §1.3). ISO-8601 text
+/// Knox parses `lifespan` with `java.time.Duration.parse` (docs/knox.md §2.1). ISO-8601 text
 /// is sent as written; a humantime string ("1h") is converted, so both spellings work.
 fn parse_lifespan(ctx: &str, value: &str) -> Result<String, String> {
     let text = value.trim();

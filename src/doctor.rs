@@ -8,7 +8,7 @@
 //! file's mode gives its owner, group and others.
 //!
 //! Doctor acquires one token to prove the credentials, and revokes it at the end (owners may
-//! revoke their own, knox-api.md §4.1) so that it does not eat into the user's quota. A refused
+//! revoke their own, docs/knox.md §4.1) so that it does not eat into the user's quota. A refused
 //! revocation is a ✘ row: the keeper's revocation of superseded tokens would fail the same way.
 //!
 //! The config is read with `config::load`, not `app::load_config`: a config that the daemon
@@ -36,7 +36,7 @@ use crate::output::rfc3339;
 use crate::secret::Secret;
 use crate::sink;
 
-/// Knox's default `gateway.knox.token.limit.per.user` (knox-api.md §6). Knox does not expose
+/// Knox's default `gateway.knox.token.limit.per.user` (docs/knox.md §6.2). Knox does not expose
 /// the configured limit, so the count is compared with the default and says so.
 const KNOX_DEFAULT_TOKEN_LIMIT: usize = 10;
 
@@ -45,7 +45,7 @@ const KNOX_DEFAULT_TOKEN_LIMIT: usize = 10;
 const TOKEN_LIMIT_WARN: usize = 8;
 
 /// Knox keeps an expired token, and counts it toward the limit, this long before evicting it
-/// (`gateway.knox.token.eviction.grace.period`, knox-api.md §6).
+/// (`gateway.knox.token.eviction.grace.period`, docs/knox.md §6.2).
 const EVICTION_GRACE_MS: i64 = 86_400_000;
 
 /// Clock offsets up to this are ordinary NTP drift and not worth a word.
@@ -726,7 +726,7 @@ async fn cleanup_row(
             ),
         );
     }
-    // Knox before 1.6 revokes only by the full JWT (knox-api.md §4.1).
+    // Knox before 1.6 revokes only by the full JWT (docs/knox.md §4.1).
     let body = match &t.token_id {
         Some(id) => Secret::new(id.clone()),
         None => t.jwt.clone(),
@@ -852,7 +852,7 @@ fn verb(op: Op, flavor: Flavor) -> String {
     format!("{method} {api}/token/{path}")
 }
 
-/// `GET .../token/getTssStatus` (knox-api.md §4.4) with the cluster's credentials: Knox's status
+/// `GET .../token/getTssStatus` (docs/knox.md §4.4) with the cluster's credentials: Knox's status
 /// and body. `KnoxClient` has no such call yet and keeps its credential helper private, so this
 /// builds a client of its own with the same settings (`_client` is for when it has one).
 async fn tss_get(client: &KnoxClient, c: &Cluster, v2: bool) -> Result<(StatusCode, String), String> {

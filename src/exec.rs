@@ -54,7 +54,7 @@ pub struct Args {
     /// The cluster, or the default one.
     pub cluster: Option<String>,
     /// The token must stay valid at least this long; `None` is the cluster's freshness rule
-    /// (see [`Need`]).
+    /// (`min_remaining`, or half the lifetime of a short token).
     pub min_valid: Option<Duration>,
     /// The variable to export, or the cluster's `env_var`.
     pub env_var: Option<String>,
@@ -213,7 +213,7 @@ fn left(ms: i64) -> String {
 
 /// `cluster` with its requested `lifespan` raised to cover `min_valid`, when it asks for one
 /// at all. Without a configured `lifespan` (or `min_valid`) Knox's TTL applies, which is
-/// already the longest Knox gives (a longer `lifespan` is capped to it, knox-api.md §1.3),
+/// already the longest Knox gives (a longer `lifespan` is capped to it, docs/knox.md §2.1),
 /// so asking would only ever shorten the token.
 fn asking_for(cluster: &Cluster, min_valid: Duration) -> Cluster {
     let mut c = cluster.clone();

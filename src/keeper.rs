@@ -95,7 +95,7 @@ struct Slot {
     attempted: bool,
     /// Whether the expiry of the held token was already logged.
     expiry_logged: bool,
-    /// The renew/revoke API flavour this gateway answered to (knox-api.md §1.2).
+    /// The renew/revoke API flavour this gateway answered to (docs/knox.md §1.2).
     flavor: Flavor,
     /// Renewal was refused for good (not whitelisted, or tokens are not managed).
     renew_refused: bool,
@@ -121,7 +121,7 @@ impl Slot {
     }
 
     /// Whether a token is renewed rather than replaced: managed, expiring, consumers going
-    /// through the gateway, and renewal not refused (knox-api.md §9.2). Knox before 1.6 does
+    /// through the gateway, and renewal not refused (docs/knox.md §9.2). Knox before 1.6 does
     /// not say whether a token is managed (no `token_id` either), so renewal is tried once;
     /// an unmanaged token's echo stops it.
     fn renewable(&self, token: &Token) -> bool {
@@ -151,7 +151,7 @@ struct PendingRevoke {
 }
 
 impl PendingRevoke {
-    /// Knox ≥ 1.6 revokes by id; older ones only by the full JWT (knox-api.md §4.1).
+    /// Knox ≥ 1.6 revokes by id; older ones only by the full JWT (docs/knox.md §4.1).
     fn body(&self) -> Secret {
         match &self.token_id {
             Some(id) => Secret::new(id.clone()),
@@ -1054,7 +1054,7 @@ fn adopt(cluster: &Cluster, p: Published) -> Option<Token> {
 }
 
 /// Says once per cluster that Knox issued a shorter token than the configured `lifespan`
-/// asked for: the topology's `knox.token.ttl` caps it silently (docs/knox.md, "Acquiring").
+/// asked for: the topology's `knox.token.ttl` caps it silently (docs/knox.md §2.1).
 /// With `min_valid` set, its own warning (once per token) says this and more.
 fn log_lifespan_cap(slot: &mut Slot, token: &Token) {
     if slot.lifespan_cap_logged || slot.cluster.lifecycle.min_valid.is_some() {
@@ -1117,7 +1117,7 @@ async fn acquire(
     Ok(token)
 }
 
-/// Renews `token` (knox-api.md §3) and, when the expiry moved, rewrites the json output.
+/// Renews `token` (docs/knox.md §3) and, when the expiry moved, rewrites the json output.
 async fn renew_token(
     cluster: &Arc<Cluster>,
     client: &KnoxClient,

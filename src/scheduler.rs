@@ -136,7 +136,7 @@ pub enum ErrorClass {
     /// often, so the gateway's logs and the LDAP behind it are not flooded.
     Rejected,
     /// The per-user token limit: every attempt may count against the quota for a day
-    /// (knox-api.md §9.3). Retry in minutes.
+    /// (docs/knox.md §9.3). Retry in minutes.
     Quota,
 }
 

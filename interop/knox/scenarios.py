@@ -84,7 +84,7 @@ def acquire_v2(ctx: Ctx) -> str:
     check("404" in r.stderr and "api/v1/token" in r.stderr,
           f"the error names the 404 and points at the v1 URL: {r.stderr[-400:]}")
     check(k.published() is None, "nothing published")
-    return "Knox 2.0 answers 404 on v2; the keeper points at the v1 URL"
+    return f"Knox {ctx.target.knox_version} answers 404 on v2; the keeper points at the v1 URL"
 
 
 @scenario

@@ -1,7 +1,7 @@
 //! Knox's answers to renew, revoke, enable and disable, and what each one means for us.
 //!
-//! These bodies are concatenated by hand in `TokenResource` without escaping (knox-api.md
-//! §3.1, §5): a message with a quote in it makes invalid JSON, and Knox before 1.6 sends no
+//! These bodies are concatenated by hand in `TokenResource` without escaping (docs/knox.md
+//! §5.1): a message with a quote in it makes invalid JSON, and Knox before 1.6 sends no
 //! `code`. So the body is parsed as JSON when it is JSON, and read field by field when it is
 //! not; when even that fails, the HTTP status decides.
 
@@ -16,7 +16,7 @@ pub struct Answer {
     pub expires: Option<i64>,
     /// `error`, the message.
     pub error: Option<String>,
-    /// `code` (knox-api.md §5); absent before Knox 1.6.
+    /// `code` (docs/knox.md §5.2); absent before Knox 1.6.
     pub code: Option<i64>,
 }
 
@@ -70,7 +70,7 @@ pub fn parse(body: &str) -> Answer {
     }
 }
 
-/// What a renewal answer means (knox-api.md §3.2, §5, §9.2).
+/// What a renewal answer means (docs/knox.md §3.4, §5, §9.2).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Renewal {
     /// The server-side expiry moved to this epoch-ms instant (Knox's clock).
@@ -157,7 +157,7 @@ pub fn renewal(status: u16, answer: &Answer, current_ms: i64) -> Renewal {
     Renewal::Reacquire(reason)
 }
 
-/// What a revocation answer means (knox-api.md §4.1).
+/// What a revocation answer means (docs/knox.md §4.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {
     /// Revoked.

@@ -1,7 +1,7 @@
 //! The HTTP client for KNOXTOKEN: acquisition, with status checked before the body is read.
 //!
 //! One `reqwest::Client` per distinct TLS/timeout setting ([`Clients`]), so clusters behind
-//! the same gateway share a connection pool. Redirects are never followed (knox-api.md §7:
+//! the same gateway share a connection pool. Redirects are never followed (docs/knox.md §7.3:
 //! a 302 means "go to browser SSO"), every request has a timeout, and certificate checks are
 //! on unless the cluster turned them off.
 
@@ -80,7 +80,7 @@ impl KnoxClient {
         Ok(KnoxClient { http, transport: transport.clone() })
     }
 
-    /// Acquires a new token for `cluster` (knox-api.md §1.3, §2).
+    /// Acquires a new token for `cluster` (docs/knox.md §2).
     #[tracing::instrument(skip_all, fields(cluster = %cluster.name))]
     pub async fn acquire(&self, cluster: &Cluster) -> Result<Token, KnoxError> {
         let mut url = cluster.token_url.clone();
@@ -114,7 +114,7 @@ impl KnoxClient {
     }
 
     /// Sends `body` to the `op` endpoint, trying the API flavours from `flavor` on (404 →
-    /// v1 with PUT/DELETE, 405 → v1 with POST, knox-api.md §1.2) and leaving in `flavor` the
+    /// v1 with PUT/DELETE, 405 → v1 with POST, docs/knox.md §1.2) and leaving in `flavor` the
     /// one that answered. Returns Knox's status and body for any answer that is Knox's own
     /// (2xx, 400, 403, 404 from the final flavour...); redirects, 401, 5xx and network
     /// failures are errors.
@@ -133,7 +133,7 @@ impl KnoxClient {
                 .request(op.method(*flavor), url)
                 .header(ACCEPT, "application/json")
                 .header(CONTENT_TYPE, "text/plain")
-                // Required on non-GET requests by topologies with CSRF protection (§1.4).
+                // Required on non-GET requests by topologies with CSRF protection (docs/knox.md §7.2).
                 .header("X-XSRF-Header", "true")
                 .body(body.expose().to_owned());
             let response = with_auth(request, &cluster.auth)?
@@ -168,7 +168,7 @@ impl KnoxClient {
         }
     }
 
-    /// `GET .../token/getUserTokens?userName=<user>` (knox-api.md §4.3): Knox's status and body.
+    /// `GET .../token/getUserTokens?userName=<user>` (docs/knox.md §4.3): Knox's status and body.
     pub async fn user_tokens(
         &self,
         cluster: &Cluster,
@@ -191,7 +191,7 @@ impl KnoxClient {
         Ok((status, text))
     }
 
-    /// `GET .../token/getTssStatus` (knox-api.md §4.4) on the v1 or v2 API: Knox's status and
+    /// `GET .../token/getTssStatus` (docs/knox.md §4.4) on the v1 or v2 API: Knox's status and
     /// body. A 404 from v2 means Knox before 2.1 (no v2 API).
     pub async fn tss_status(&self, cluster: &Cluster, v2: bool) -> Result<(StatusCode, String), KnoxError> {
         let url = api_url(&cluster.token_url, v2, "getTssStatus");
@@ -241,7 +241,7 @@ fn with_auth(request: reqwest::RequestBuilder, auth: &Auth) -> Result<reqwest::R
     })
 }
 
-/// Which KNOXTOKEN API and verbs a gateway takes for renew and revoke (knox-api.md §1.2).
+/// Which KNOXTOKEN API and verbs a gateway takes for renew and revoke (docs/knox.md §1.2).
 /// Learned per cluster: start with v2, fall back on 404 and 405, remember what worked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Flavor {
@@ -322,7 +322,7 @@ fn display_url(url: &Url) -> String {
     u.to_string()
 }
 
-/// Maps a non-2xx answer to its error class. Status first, body second (knox-api.md §9.5).
+/// Maps a non-2xx answer to its error class. Status first, body second (docs/knox.md §9.5).
 fn check_status(
     url: &str,
     status: StatusCode,
@@ -441,7 +441,7 @@ pub(crate) fn parse_token(
     Ok(token)
 }
 
-/// Reads `expires_in` (knox-api.md §2.2): epoch **ms** on KNOXTOKEN, -1 (or ≤ 0) for never.
+/// Reads `expires_in` (docs/knox.md §2.3): epoch **ms** on KNOXTOKEN, -1 (or ≤ 0) for never.
 /// Other Knox resources send relative or epoch seconds, so small values are read that way
 /// rather than as a date in 1970.
 fn parse_expires_in(v: &Value, knox_now_ms: i64) -> Result<Expiry, String> {

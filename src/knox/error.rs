@@ -35,7 +35,7 @@ pub enum KnoxError {
         /// The timeout.
         after: Duration,
     },
-    /// 401: the credentials were rejected (or the LDAP behind Knox is down; knox-api.md §7).
+    /// 401: the credentials were rejected (or the LDAP behind Knox is down; docs/knox.md §7.1).
     #[error("{url} rejected the credentials (401 Unauthorized){}", challenge.as_ref().map(|c| format!("; it asks for {c}")).unwrap_or_default())]
     Unauthorized {
         /// The request URL.
@@ -53,7 +53,7 @@ pub enum KnoxError {
         /// The `Location` header, without its query string.
         location: String,
     },
-    /// The per-user token limit (knox-api.md §2.3, §9.3).
+    /// The per-user token limit (docs/knox.md §2.4, §9.3).
     #[error("{url} refused: per-user token limit exceeded (403); revoke unused tokens for this user or raise knox.token.limit.per.user")]
     TokenLimitExceeded {
         /// The request URL.

@@ -1,7 +1,7 @@
 //! Talking to Knox's KNOXTOKEN service: the HTTP client, its wire types and errors, and
 //! [`Token`], what a successful acquisition yields.
 //!
-//! The reference for everything here is `shared/knox-api.md`; comments cite its sections.
+//! The reference for everything here is `docs/knox.md`; comments cite its sections.
 
 pub mod answer;
 pub mod client;
@@ -25,7 +25,7 @@ pub struct Token {
     pub token_id: Option<String>,
     /// `token_type`, trimmed ("Bearer").
     pub token_type: String,
-    /// The server-side expiry, `expires_in` (knox-api.md §2.2).
+    /// The server-side expiry, `expires_in` (docs/knox.md §2.3).
     pub expires_in: Expiry,
     /// The JWT's `exp` claim in epoch seconds, if present. Renewal never moves it (§3.2).
     pub jwt_exp: Option<i64>,
@@ -37,7 +37,7 @@ pub struct Token {
     pub target_url: Option<String>,
     /// The answer had neither `token_id` nor `managed`: Knox before 1.6, which has no error
     /// codes, renews and revokes only for whitelisted callers, and revokes only by the full JWT
-    /// (knox-api.md §1.2, §2.1, §4.1).
+    /// (docs/knox.md §1.2, §2.2, §4.1, §10).
     pub legacy: bool,
     /// This host's wall clock when the answer arrived.
     pub acquired_at: SystemTime,
@@ -71,7 +71,7 @@ impl Token {
 
     /// The expiry that matters to consumers, in epoch ms on Knox's clock. When they check the
     /// JWT themselves it is the earlier of `expires_in` and `exp` (renewal never moves `exp`,
-    /// knox-api.md §3.2); through the gateway it is the server-side expiry.
+    /// docs/knox.md §3.2); through the gateway it is the server-side expiry.
     pub fn expiry_ms(&self, v: Validation) -> Option<i64> {
         let server = self.server_expiry_ms();
         let jwt = self.jwt_exp.map(|s| s.saturating_mul(1000));

@@ -1,4 +1,4 @@
-//! Knox's JSON exactly as it is on the wire (knox-api.md §2.1, §8), and nothing else.
+//! Knox's JSON exactly as it is on the wire (docs/knox.md §2.2, §8.1), and nothing else.
 //!
 //! These are the only serde types besides the config's raw layer. They mirror the server
 //! loosely on purpose: every field is optional and `managed`/`expires_in` accept the string
@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-/// The acquisition response body (knox-api.md §2.1). Field order is not stable (a Java
+/// The acquisition response body (docs/knox.md §2.2). Field order is not stable (a Java
 /// `HashMap`), which serde does not care about.
 #[derive(Debug, Deserialize)]
 pub struct TokenResponse {
@@ -20,13 +20,13 @@ pub struct TokenResponse {
     pub managed: Option<Value>,
     /// `"Bearer"` (one old docs example has a trailing space).
     pub token_type: Option<String>,
-    /// Epoch milliseconds on Knox's clock, or -1 for never (knox-api.md §2.2).
+    /// Epoch milliseconds on Knox's clock, or -1 for never (docs/knox.md §2.3).
     pub expires_in: Option<Value>,
     /// `knox.token.target.url`, if configured on the topology.
     pub target_url: Option<String>,
 }
 
-/// The JWT claims token-keeper reads (knox-api.md §8). The signature is not verified: the
+/// The JWT claims token-keeper reads (docs/knox.md §8.1). The signature is not verified: the
 /// token came over TLS from the gateway we trust, and consumers verify it where it matters.
 #[derive(Debug, Deserialize)]
 pub struct Claims {
@@ -40,7 +40,7 @@ pub struct Claims {
     pub knox_id: Option<String>,
 }
 
-/// `getUserTokens` (knox-api.md §4.3): `{"tokens":[...]}`, sorted by issue time.
+/// `getUserTokens` (docs/knox.md §4.3): `{"tokens":[...]}`, sorted by issue time.
 #[derive(Debug, Deserialize)]
 pub struct UserTokens {
     /// The tokens, expired-but-not-evicted ones included.

@@ -1,4 +1,4 @@
-//! The KNOXTOKEN handlers (`TokenResource`, knox-api.md §2-§5): acquisition with the per-user
+//! The KNOXTOKEN handlers (`TokenResource`, docs/knox.md §2-§5): acquisition with the per-user
 //! limit, renew, revoke, enable/disable, `getUserTokens`, `getTssStatus` and JWKS, answering byte
 //! for byte as Knox does, including its hand-concatenated and sometimes invalid JSON.
 //!
@@ -18,19 +18,19 @@ use super::server::{form_pairs, jetty_error, reply, Body, Req, Shared, State, JS
 use super::store::{id_display, knox_date, StoredToken};
 use super::{jwt, Issued, KnoxVersion, LimitAction, Scripted, SimOptions};
 
-/// The media type batch enable/disable insist on (`@Consumes(APPLICATION_JSON)`, §1.4).
+/// The media type batch enable/disable insist on (`@Consumes(APPLICATION_JSON)`, §1.3).
 pub(super) const JSON_MEDIA_TYPE: &str = "application/json";
 
-/// The 403 body for the per-user limit; not valid JSON (knox-api.md §2.3).
+/// The 403 body for the per-user limit; not valid JSON (docs/knox.md §2.4).
 pub(super) const TOKEN_LIMIT_EXCEEDED: &str = r#"{ "Unable to get token - token limit exceeded." }"#;
 
-/// The non-JSON body of a signing failure (§2.3).
+/// The non-JSON body of a signing failure (§2.4).
 const UNABLE_TO_ACQUIRE: &str = r#"{ "Unable to acquire token." }"#;
 
-/// `DefaultTokenStateService.hasRemainingRenewals`' safety buffer (§3.1).
+/// `DefaultTokenStateService.hasRemainingRenewals`' safety buffer (§3.3).
 const RENEWAL_BUFFER_MS: i64 = 30_000;
 
-/// Token acquisition (knox-api.md §2): a scripted reply if one is queued, else the per-user
+/// Token acquisition (docs/knox.md §2): a scripted reply if one is queued, else the per-user
 /// limit (managed only) and a fresh token.
 pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Response<Body> {
     // A separate statement, so the state lock is released before the scripted delay.
@@ -55,7 +55,7 @@ pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Respo
             let mut token =
                 StoredToken::new(token_id.clone(), user.to_owned(), now, expires_in, max_lifetime);
             // TokenResource: a blank comment is stored as null; `md_<name>` parameters become
-            // custom metadata (§1.3).
+            // custom metadata (§2.1).
             token.comment = req.param("comment").filter(|c| !c.trim().is_empty());
             let custom = req.params().into_iter();
             token.custom = custom.filter_map(|(n, v)| Some((n.strip_prefix("md_")?.to_owned(), v))).collect();
@@ -73,7 +73,7 @@ pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Respo
             warn!(cause = %err, "simulator failed to sign a token");
             shared.state().store.remove(&token_id);
             // A signing failure is 500 at ≥2.1.0 and 200 before, with the same non-JSON body
-            // (§2.3).
+            // (§2.4).
             let status = if opts.version >= KnoxVersion::V2_1 {
                 StatusCode::INTERNAL_SERVER_ERROR
             } else {
@@ -83,14 +83,14 @@ pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Respo
         }
     };
 
-    // TokenResource.buildResponseMap (§2.1): `managed` is a string, `expires_in` a number.
+    // TokenResource.buildResponseMap (§2.2): `managed` is a string, `expires_in` a number.
     let mut body = json!({
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": expires_in,
         "endpoint_public_cert": STANDARD.encode("token-keeper simulator: plain HTTP, no certificate"),
     });
-    // §2.1 history: 1.6.0 added `token_id`, `managed` and `passcode`. The 2.1 profile models the
+    // §2.2 history: 1.6.0 added `token_id`, `managed` and `passcode`. The 2.1 profile models the
     // in-memory DefaultTokenStateService, which is not persistent, hence no `passcode`; the 2.0
     // profile models its default AliasBased service, which is.
     if opts.version >= KnoxVersion::V2_0 {
@@ -108,7 +108,7 @@ pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Respo
     reply(StatusCode::OK, Some(JSON), body.to_string())
 }
 
-/// The per-user limit (knox-api.md §2.3, §6; `TokenResource.getAuthenticationToken`): the user's
+/// The per-user limit (docs/knox.md §2.4, §6; `TokenResource.getAuthenticationToken`): the user's
 /// stored tokens, expired but not evicted ones included, against `knox.token.limit.per.user`.
 /// Returns the answer that replaces the token, if the request is refused.
 fn enforce_limit(state: &mut State, req: &Req<'_>, user: &str) -> Option<Response<Body>> {
@@ -136,7 +136,7 @@ fn enforce_limit(state: &mut State, req: &Req<'_>, user: &str) -> Option<Respons
     }
 }
 
-/// The stored max-lifetime deadline: issue time plus `knox.token.exp.max-lifetime` (§3.1).
+/// The stored max-lifetime deadline: issue time plus `knox.token.exp.max-lifetime` (§3.3).
 fn max_lifetime_deadline(opts: &SimOptions, issue_ms: i64) -> Option<i64> {
     match opts.max_lifetime {
         Some(max) => Some(issue_ms.saturating_add(millis(max))),
@@ -166,7 +166,7 @@ impl Failure {
         Failure::Knox { status: StatusCode::FORBIDDEN, error, code: 20 }
     }
 
-    /// `UnknownTokenException.getMessage()` (§3.2), with the given code: 30 for renew (the
+    /// `UnknownTokenException.getMessage()` (§3.4), with the given code: 30 for renew (the
     /// generic catch), 50 for revoke and enable/disable.
     fn unknown(id: &str, code: u16) -> Failure {
         Failure::bad(format!("Unknown token: {}", id_display(id)), code)
@@ -181,7 +181,7 @@ impl Failure {
     }
 }
 
-/// Knox's hand-concatenated error body (knox-api.md §3.1, §4.1, §4.2), unescaped like the
+/// Knox's hand-concatenated error body (docs/knox.md §5.1), unescaped like the
 /// original. Before 1.6.0 (KNOX-2396) there was no `code` (§5); the reference does not show
 /// those bodies, so the same layout without the `code` line is assumed.
 fn knox_error(
@@ -214,7 +214,7 @@ fn knox_id(claims: &Map<String, Value>) -> Option<&str> {
     claims.get("knox.id").and_then(Value::as_str)
 }
 
-/// `POST|PUT .../token/renew` (knox-api.md §3.1, §3.2). The body is the full JWT.
+/// `POST|PUT .../token/renew` (docs/knox.md §3). The body is the full JWT.
 pub(super) fn renew(state: &mut State, req: &Req<'_>, caller: &str) -> Response<Body> {
     let token = String::from_utf8_lossy(req.body);
     let outcome =
@@ -229,7 +229,7 @@ pub(super) fn renew(state: &mut State, req: &Req<'_>, caller: &str) -> Response<
 }
 
 /// Without a token state service: no whitelist check, just the JWT's own `exp` echoed in
-/// milliseconds (KNOX-2384, §3.2).
+/// milliseconds (KNOX-2384, §3.4).
 fn renew_unmanaged(token: &str) -> Result<i64, Failure> {
     let claims = parse_jwt(token)?;
     match claims.get("exp").and_then(Value::as_i64) {
@@ -269,7 +269,7 @@ fn renew_managed(state: &mut State, caller: &str, token: &str) -> Result<i64, Fa
     Ok(expires)
 }
 
-/// `POST|DELETE .../token/revoke` (knox-api.md §4.1). The body is a token id or the full JWT.
+/// `POST|DELETE .../token/revoke` (docs/knox.md §4.1). The body is a token id or the full JWT.
 pub(super) fn revoke(state: &mut State, req: &Req<'_>, caller: &str) -> Response<Body> {
     let token = String::from_utf8_lossy(req.body);
     match revoke_one(state, caller, &token) {
@@ -314,7 +314,7 @@ pub(super) fn revoke_tokens(state: &mut State, req: &Req<'_>, caller: &str) -> R
     batch(state, req, "revoked", |state, id| revoke_one(state, caller, id), "{\n  \"revoked\": \"true\"\n}\n")
 }
 
-/// `PUT .../token/enable|disable` (knox-api.md §4.2). The body is a token id.
+/// `PUT .../token/enable|disable` (docs/knox.md §4.2). The body is a token id.
 pub(super) fn set_enabled(state: &mut State, req: &Req<'_>, enable: bool) -> Response<Body> {
     let id = String::from_utf8_lossy(req.body);
     match set_enabled_one(state, &id, enable, false) {
@@ -387,7 +387,7 @@ fn batch(
     }
 }
 
-/// `GET .../token/getUserTokens` (knox-api.md §4.3): the selected tokens, expired but not
+/// `GET .../token/getUserTokens` (docs/knox.md §4.3): the selected tokens, expired but not
 /// evicted ones included, sorted by issue time then id, rendered compactly by Jackson.
 pub(super) fn user_tokens(state: &mut State, req: &Req<'_>) -> Response<Body> {
     if !state.opts.managed {
@@ -470,7 +470,7 @@ fn knox_token_json(token: &StoredToken) -> String {
     )
 }
 
-/// `GET .../token/getTssStatus` (knox-api.md §4.4): string values, rendered by Jackson's default
+/// `GET .../token/getTssStatus` (docs/knox.md §4.4): string values, rendered by Jackson's default
 /// pretty printer. The 2.1 profile models the in-memory `DefaultTokenStateService`, earlier
 /// profiles the then-default `AliasBasedTokenStateService` (§6), which the tokengen app allows.
 pub(super) fn tss_status(state: &State) -> Response<Body> {
@@ -530,7 +530,7 @@ fn ttl_ms(ttl: Option<Duration>) -> i64 {
     ttl.map_or(-1, millis)
 }
 
-/// `TokenResource.getExpiry` (knox-api.md §2.2): epoch ms on Knox's clock, or -1 for never.
+/// `TokenResource.getExpiry` (docs/knox.md §2.3): epoch ms on Knox's clock, or -1 for never.
 pub(super) fn get_expiry(now_ms: i64, ttl_ms: i64, lifespan: Option<&str>) -> i64 {
     let mut millis = ttl_ms;
     match lifespan.filter(|l| !l.is_empty()) {
@@ -551,7 +551,7 @@ pub(super) fn get_expiry(now_ms: i64, ttl_ms: i64, lifespan: Option<&str>) -> i6
 
 /// `java.time.Duration.parse(text).toMillis()`: the grammar `[-+]P[nD][T[nH][nM][n[.f]S]]`,
 /// case-insensitive, every number optionally signed, at least one part, and no empty `T`.
-/// `None` where Java throws; Knox then keeps the TTL (knox-api.md §1.3).
+/// `None` where Java throws; Knox then keeps the TTL (docs/knox.md §2.1).
 pub(super) fn parse_java_duration(text: &str) -> Option<i64> {
     const SECOND: i128 = 1_000_000_000;
     let upper = text.to_ascii_uppercase();

@@ -1,5 +1,5 @@
 //! The simulator's token signing: the bundled dev key, the JWTs it issues, the JWKS document that
-//! publishes the matching public key (knox-api.md §8) in its JSON and pre-2.1.0 forms, claim
+//! publishes the matching public key (docs/knox.md §8.3) in its JSON and pre-2.1.0 forms, claim
 //! reading for renew and revoke, and signature verification for the Bearer topology.
 //!
 //! `dev_key.pem` is a PUBLIC, DEV-ONLY RSA key pair, committed on purpose, in the spirit of
@@ -23,7 +23,7 @@ struct DevKey {
     encoding: EncodingKey,
     /// The public half, for verifying the tokens the simulator issued.
     decoding: DecodingKey,
-    /// RFC 7638 SHA-256 thumbprint of the public key, which is how Knox computes `kid` (§8).
+    /// RFC 7638 SHA-256 thumbprint of the public key, which is how Knox computes `kid` (§8.2).
     kid: String,
     /// Base64url modulus and exponent for the JWKS document.
     n: String,
@@ -50,7 +50,7 @@ fn dev_key() -> &'static DevKey {
 }
 
 /// Signs a token the way Knox's `DefaultTokenAuthorityService` does with its defaults
-/// (knox-api.md §8): RS256, `typ` JWT, `kid` and `jku` in the header and again as claims, `iss`
+/// (docs/knox.md §8.1): RS256, `typ` JWT, `kid` and `jku` in the header and again as claims, `iss`
 /// KNOXSSO, and no `iat`, `nbf` or `jti`.
 pub(super) fn issue(
     user: &str,
@@ -72,7 +72,7 @@ pub(super) fn issue(
         "managed.token": managed.to_string(),
         "knox.id": token_id,
     });
-    // knox-api.md §2.2: a never-expiring token has no `exp` at all; otherwise nimbus truncates
+    // docs/knox.md §2.3: a never-expiring token has no `exp` at all; otherwise nimbus truncates
     // the millisecond expiry to whole seconds.
     if expires_in != -1 {
         claims["exp"] = json!(expires_in / 1000);
@@ -80,7 +80,7 @@ pub(super) fn issue(
     jsonwebtoken::encode(&header, &claims, &key.encoding)
 }
 
-/// The body of `GET .../knoxtoken/api/v1/jwks.json` at Knox ≥2.1.0 (knox-api.md §8).
+/// The body of `GET .../knoxtoken/api/v1/jwks.json` at Knox ≥2.1.0 (docs/knox.md §8.3).
 pub(super) fn jwks_json() -> String {
     let key = dev_key();
     let jwk = json!({"kty": "RSA", "e": key.e, "use": "sig", "kid": key.kid, "alg": "RS256", "n": key.n});
@@ -88,14 +88,14 @@ pub(super) fn jwks_json() -> String {
 }
 
 /// The same document as Knox <2.1.0 served it: `JWKSet.toJSONObject().toString()`, a Java
-/// `Map.toString()` that is not JSON (knox-api.md §8, KNOX-2938), in the key order of §8.
+/// `Map.toString()` that is not JSON (docs/knox.md §8.3, KNOX-2938), in the key order of §8.3.
 pub(super) fn jwks_map_string() -> String {
     let key = dev_key();
     format!("{{keys=[{{kty=RSA, e={}, use=sig, kid={}, alg=RS256, n={}}}]}}", key.e, key.kid, key.n)
 }
 
 /// Reads a JWT's claims without checking its signature, as Knox's `new JWTToken(token)` does on
-/// the renew and revoke paths (knox-api.md §3.1, §4.1). The error is nimbus' message, which Knox
+/// the renew and revoke paths (docs/knox.md §3.1, §4.1). The error is nimbus' message, which Knox
 /// passes on to the caller.
 pub(super) fn unverified_claims(token: &str) -> Result<Map<String, Value>, &'static str> {
     let mut parts = token.split('.');

@@ -1,14 +1,14 @@
 //! The Apache Knox KNOXTOKEN simulator behind `token-keeper sim`, `demo` and the tests: a small
-//! HTTP/1.1 server that answers like Knox's token service, quirks included (`knox-api.md`), with
+//! HTTP/1.1 server that answers like Knox's token service, quirks included (`docs/knox.md`), with
 //! scripted replies, a request log and a clock that can run ahead of or behind the local one.
 //!
 //! It is faithful to Knox, not convenient: `expires_in` is epoch milliseconds, `managed` is a JSON
 //! string, and many error bodies are not JSON at all.
 //!
-//! In managed mode it keeps Knox's server-side token state (knox-api.md §3-§6): renewal against a
+//! In managed mode it keeps Knox's server-side token state (docs/knox.md §3-§6): renewal against a
 //! renewer whitelist, renew interval and max lifetime, revocation, enable/disable, the per-user
 //! token limit with eviction grace, and `getUserTokens`. [`KnoxVersion`] picks the verbs, fields
-//! and error bodies of a Knox release line (§1.2, §2.1, §5).
+//! and error bodies of a Knox release line (§1.2, §2.2, §5, §10).
 //!
 //! With [`SimOptions::state_file`] the managed token state survives a restart, as with Knox's
 //! persistent `AliasBasedTokenStateService`.
@@ -62,7 +62,7 @@ pub struct SimOptions {
     /// Server-managed token state (`knox.token.exp.server-managed`): the `managed` field, the
     /// `managed.token` claim, and whether Knox has a token state service at all. Without one,
     /// renew echoes the JWT's own expiry, revoke and enable/disable answer code 10,
-    /// `getUserTokens` answers 503 and no limit applies (knox-api.md §3.2, §4).
+    /// `getUserTokens` answers 503 and no limit applies (docs/knox.md §3.4, §4).
     pub managed: bool,
     /// Milliseconds added to the local clock to get Knox's clock, so clients can be tested
     /// against a server whose clock is wrong. Every time-based rule (expiry, renewal, max
@@ -74,7 +74,7 @@ pub struct SimOptions {
     /// however early it comes (§3.2). Knox's default is 24 h.
     pub renew_interval: Duration,
     /// `knox.token.exp.max-lifetime`, counted from issue: renewal is refused once
-    /// `now + 30 s + renew_interval` reaches it (§3.2). `None` is Knox's -1, unbounded, which
+    /// `now + 30 s + renew_interval` reaches it (§3.3). `None` is Knox's -1, unbounded, which
     /// only Knox ≥2.1.0 honours: earlier versions store issue time - 1 and refuse every renewal.
     /// Knox's default is 7 days.
     pub max_lifetime: Option<Duration>,
@@ -88,7 +88,7 @@ pub struct SimOptions {
     /// `knox.token.user.limit.exceeded.action`: what an acquisition at the limit gets.
     pub limit_action: LimitAction,
     /// `gateway.knox.token.eviction.grace.period`: expired tokens stay stored, and count toward
-    /// the limit, until their server-side expiry plus this (§6, §9 item 3). Knox's default is
+    /// the limit, until their server-side expiry plus this (§6, §9.3). Knox's default is
     /// 24 h.
     pub eviction_grace: Duration,
     /// Which Knox release line to answer as: verbs, fields and error bodies.
@@ -114,7 +114,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             topology: "sandbox".to_owned(),
-            // Knox's TOKEN_TTL_DEFAULT is 30000 ms (knox-api.md §6).
+            // Knox's TOKEN_TTL_DEFAULT is 30000 ms (docs/knox.md §6.1).
             ttl: Some(Duration::from_secs(30)),
             users: vec![("alice".to_owned(), "alice-password".to_owned())],
             cookies: Vec::new(),
@@ -122,7 +122,7 @@ impl Default for SimOptions {
             managed: true,
             clock_offset: 0,
             target_url: None,
-            // DefaultTokenStateService.DEFAULT_RENEWAL_INTERVAL and DEFAULT_MAX_LIFETIME (§3.1).
+            // DefaultTokenStateService.DEFAULT_RENEWAL_INTERVAL and DEFAULT_MAX_LIFETIME (§3.2, §3.3).
             renew_interval: Duration::from_secs(DAY_SECS),
             max_lifetime: Some(Duration::from_secs(7 * DAY_SECS)),
             renewers: Vec::new(),
@@ -139,8 +139,8 @@ impl Default for SimOptions {
 
 const DAY_SECS: u64 = 86_400;
 
-/// A Knox release line, for the behaviour that changed between releases (knox-api.md §1.2,
-/// §2.1, §3.2, §4.1, §5, §8). Ordered oldest first.
+/// A Knox release line, for the behaviour that changed between releases (docs/knox.md §10,
+/// §1.2, §2.2, §3.4, §4.1, §5, §8). Ordered oldest first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum KnoxVersion {
     /// Knox 1.4.0-1.5.0: no v2 API; v1 renew and revoke by `POST`; revocation only by
@@ -175,7 +175,7 @@ impl std::str::FromStr for KnoxVersion {
     }
 }
 
-/// `knox.token.user.limit.exceeded.action` (knox-api.md §2.3, §6).
+/// `knox.token.user.limit.exceeded.action` (docs/knox.md §2.4, §6.1).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LimitAction {
     /// `RETURN_ERROR`: 403 with the non-JSON body `{ "Unable to get token - token limit exceeded." }`.
@@ -198,7 +198,7 @@ impl std::str::FromStr for LimitAction {
     }
 }
 
-/// Which KNOXTOKEN API a URL points at (knox-api.md §1.1).
+/// Which KNOXTOKEN API a URL points at (docs/knox.md §1.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApiVersion {
     /// `knoxtoken/api/v1`, present in every Knox release.
@@ -251,23 +251,23 @@ impl Scripted {
         Scripted::new(status, body).header("Content-Type", "application/json")
     }
 
-    /// 403 for the per-user token limit; the body is not valid JSON (knox-api.md §2.3).
+    /// 403 for the per-user token limit; the body is not valid JSON (docs/knox.md §2.4).
     pub fn token_limit_exceeded() -> Self {
         Scripted::json(403, api::TOKEN_LIMIT_EXCEEDED)
     }
 
     /// Knox ≤2.0.0's answer to a signing failure: 200 with no `access_token`, and not JSON
-    /// (knox-api.md §2.3).
+    /// (docs/knox.md §2.4).
     pub fn unable_to_acquire_200() -> Self {
         Scripted::json(200, r#"{ "Unable to acquire token." }"#)
     }
 
-    /// Shiro's Basic challenge, e.g. after an LDAP outage (knox-api.md §7).
+    /// Shiro's Basic challenge, e.g. after an LDAP outage (docs/knox.md §7.1).
     pub fn unauthorized() -> Self {
         Scripted::new(401, "").header("WWW-Authenticate", server::BASIC_CHALLENGE)
     }
 
-    /// SSOCookieProvider's redirect to the KnoxSSO login page (knox-api.md §7), for the v1 token
+    /// SSOCookieProvider's redirect to the KnoxSSO login page (docs/knox.md §7.3), for the v1 token
     /// URL of `sim`.
     pub fn sso_redirect(sim: &Sim) -> Self {
         let location = server::sso_login_url(&sim.origin(), &sim.token_url(ApiVersion::V1));
@@ -284,7 +284,7 @@ impl Scripted {
         Scripted::html(503, "Service Unavailable")
     }
 
-    /// 200 with a well-formed JSON object that lacks `access_token` (knox-api.md §2.3: clients
+    /// 200 with a well-formed JSON object that lacks `access_token` (docs/knox.md §2.4: clients
     /// must check for it even on 200).
     pub fn ok_without_access_token() -> Self {
         Scripted::json(200, r#"{"token_type":"Bearer","managed":"false"}"#)
@@ -313,7 +313,7 @@ pub struct RequestRecord {
     pub user: Option<String>,
     /// Kind of credentials presented: "basic", "cookie", "bearer" or "none".
     pub auth: &'static str,
-    /// Whether the CSRF header `X-XSRF-Header` was sent (knox-api.md §1.4).
+    /// Whether the CSRF header `X-XSRF-Header` was sent (docs/knox.md §7.2).
     pub has_xsrf_header: bool,
 }
 

@@ -1,6 +1,6 @@
 //! The managed token store in a file ([`super::SimOptions::state_file`]), as a gateway with the
-//! persistent `AliasBasedTokenStateService` keeps its token state across restarts (knox-api.md
-//! §6): a token issued before a restart can still be renewed, revoked, listed, enabled and
+//! persistent `AliasBasedTokenStateService` keeps its token state across restarts (docs/knox.md
+//! §6.3): a token issued before a restart can still be renewed, revoked, listed, enabled and
 //! disabled after it, and the Bearer topology still accepts it. The signing key is the bundled
 //! dev key, so such a token's signature still verifies too.
 //!

@@ -1,5 +1,5 @@
 //! The simulator's HTTP side: the accept loop, the route and verb table of each Knox version
-//! (knox-api.md §1.1, §1.2), authentication (§7), Jetty's error pages, and the state every
+//! (docs/knox.md §1.1, §1.2), authentication (§7), Jetty's error pages, and the state every
 //! connection shares. The KNOXTOKEN handlers themselves are in `api`, the Bearer topology's ping
 //! in `bearer`.
 
@@ -33,7 +33,7 @@ pub(super) type Body = Full<Bytes>;
 pub(super) const JSON: &str = "application/json";
 /// Jetty's error pages are Latin-1 HTML.
 pub(super) const HTML: &str = "text/html;charset=iso-8859-1";
-/// Shiro's `BasicHttpAuthenticationFilter` challenge, upper-case scheme included (knox-api.md §7).
+/// Shiro's `BasicHttpAuthenticationFilter` challenge, upper-case scheme included (docs/knox.md §7.1).
 pub(super) const BASIC_CHALLENGE: &str = r#"BASIC realm="application""#;
 /// Knox bodies are one JWT or a short form; anything bigger is not a KNOXTOKEN request.
 const MAX_BODY: usize = 64 * 1024;
@@ -71,7 +71,7 @@ impl State {
         local_now_ms().saturating_add(self.opts.clock_offset)
     }
 
-    /// Evicts what Knox's eviction task would have evicted by now (knox-api.md §6).
+    /// Evicts what Knox's eviction task would have evicted by now (docs/knox.md §6.2).
     pub(super) fn sweep(&mut self) {
         let grace_ms = i64::try_from(self.opts.eviction_grace.as_millis()).unwrap_or(i64::MAX);
         let now = self.now_ms();
@@ -232,7 +232,7 @@ impl Req<'_> {
     }
 
     /// `request.getParameter(name)`: the query string first, then a form body on POST
-    /// (knox-api.md §1.3).
+    /// (docs/knox.md §2.1).
     pub(super) fn param(&self, name: &str) -> Option<String> {
         self.params().into_iter().find(|(key, _)| key == name).map(|(_, value)| value)
     }
@@ -346,7 +346,7 @@ enum Resource {
     Jwks,
 }
 
-/// The KNOXTOKEN resources of each Knox version and the methods each accepts (knox-api.md §1.1,
+/// The KNOXTOKEN resources of each Knox version and the methods each accepts (docs/knox.md §1.1,
 /// §1.2). `None` is a path Jersey does not know (404); a known path with another method is 405.
 ///
 /// The reference gives the history of renew and revoke only. The rest is assumed: enable,
@@ -394,7 +394,7 @@ async fn route(shared: &Shared, req: &Req<'_>, caller: Result<String, Rejection>
         _ => return jetty_error(StatusCode::NOT_FOUND, req.path),
     };
     // The authentication provider runs before Jersey, so 401/302 win over 404/405. Topologies
-    // mark the JWKS paths anonymous, even the v2 one that nothing serves (knox-api.md §8).
+    // mark the JWKS paths anonymous, even the v2 one that nothing serves (docs/knox.md §8.2).
     let user = match caller {
         _ if tail == "jwks.json" => String::new(),
         Ok(user) => user,
@@ -447,7 +447,7 @@ impl Rejection {
                 resp
             }
             Rejection::SsoRedirect => {
-                // SSOCookieFederationFilter appends the query unencoded (knox-api.md §7).
+                // SSOCookieFederationFilter appends the query unencoded (docs/knox.md §7.3).
                 let mut original = req.url();
                 if !req.query.is_empty() {
                     original = format!("{original}?{}", req.query);
@@ -466,7 +466,7 @@ impl Rejection {
     }
 }
 
-/// The KnoxSSO login URL SSOCookieProvider redirects to (knox-api.md §7).
+/// The KnoxSSO login URL SSOCookieProvider redirects to (docs/knox.md §7.3).
 pub(super) fn sso_login_url(origin: &str, original_url: &str) -> String {
     format!("{origin}/gateway/knoxsso/api/v1/websso?originalUrl={original_url}")
 }

@@ -1,4 +1,4 @@
-//! The managed token state, kept as Knox's `DefaultTokenStateService` keeps it (knox-api.md §3.1,
+//! The managed token state, kept as Knox's `DefaultTokenStateService` keeps it (docs/knox.md §3,
 //! §4, §6): per token its owner, issue time, server-side expiry, max-lifetime deadline and
 //! enabled flag, with eviction of expired tokens after a grace period.
 //!
@@ -31,7 +31,7 @@ pub(super) struct StoredToken {
     pub(super) enabled: bool,
     /// Metadata `comment` (`null` when the request's comment was blank).
     pub(super) comment: Option<String>,
-    /// `md_<name>=<value>` acquisition parameters, in request order (§1.3).
+    /// `md_<name>=<value>` acquisition parameters, in request order (§2.1).
     pub(super) custom: Vec<(String, String)>,
     /// Revoked tokens are removed from Knox's store; the record stays here only for the
     /// simulator's own bookkeeping and is unknown to every Knox operation.
@@ -191,7 +191,7 @@ impl TokenStore {
     }
 
     /// `getTokens(user)`: the user's known tokens, expired-but-not-evicted ones included, oldest
-    /// first. This is what the per-user limit counts (§6, §9 item 3).
+    /// first. This is what the per-user limit counts (§6, §9.3).
     pub(super) fn user_tokens(&self, user: &str) -> Vec<&StoredToken> {
         let mut tokens = self.sorted();
         tokens.retain(|t| t.user == user);
@@ -206,7 +206,7 @@ impl TokenStore {
 }
 
 /// `Tokens.getTokenIDDisplayText`: a UUID shown as its first and last groups, anything else as
-/// Java's `null` (knox-api.md §3.2).
+/// Java's `null` (docs/knox.md §5.1).
 pub(super) fn id_display(id: &str) -> String {
     match (id.len() == 36, id.split_once('-'), id.rsplit_once('-')) {
         (true, Some((first, _)), Some((_, last))) => format!("{first}...{last}"),

@@ -232,7 +232,7 @@ async fn lifespan_is_capped_by_the_ttl_and_garbage_is_ignored() {
         assert_lifetime(&sim, query, 0, expected).await;
     }
 
-    // A form body counts on POST, but the query string wins (getParameter, §1.3).
+    // A form body counts on POST, but the query string wins (getParameter, §2.1).
     let headers = [ALICE, ("Content-Type", "application/x-www-form-urlencoded")];
     let url = sim.token_url(ApiVersion::V1);
     for (url, expected) in [(url.clone(), 60_000), (format!("{url}?lifespan=PT2M"), 120_000)] {
@@ -537,7 +537,7 @@ async fn connections_are_kept_alive_until_stop_then_refused() {
 // ---- Managed token state: renew, revoke, enable/disable, getUserTokens, limits, versions ----
 
 const DAY_MS: i64 = 86_400_000;
-/// What the daemon sends with renew/revoke/enable/disable bodies (knox-api.md §1.4).
+/// What the daemon sends with renew/revoke/enable/disable bodies (docs/knox.md §1.3, §7.2).
 const PLAIN: (&str, &str) = ("Content-Type", "text/plain");
 const XSRF: (&str, &str) = ("X-XSRF-Header", "true");
 
@@ -578,7 +578,7 @@ async fn issue(sim: &Sim, user: &str) -> Issued {
     issued.expect("the sim recorded the token it answered")
 }
 
-/// Knox's hand-concatenated failure body (knox-api.md §3.1, §4.1, §4.2).
+/// Knox's hand-concatenated failure body (docs/knox.md §5.1).
 fn failure(field: &str, error: &str, code: u16) -> String {
     format!("{{\n  \"{field}\": \"false\",\n  \"error\": \"{error}\",\n  \"code\": {code}\n}}\n")
 }
@@ -647,7 +647,7 @@ async fn renewing_needs_the_whitelist_even_for_the_owner() {
     let reply = call(&sim, "PUT", ApiVersion::V2, "renew", "alice", &token.token_id).await;
     assert_reply(&reply, 403, &not_authorized("alice"));
 
-    // Knox trims "larry, moe,  curly " (§10); a renewer may renew anybody's token.
+    // Knox trims "larry, moe,  curly " (§3.1); a renewer may renew anybody's token.
     sim.set_renewers(["larry", " moe", "  curly ", " bob"]);
     let reply = call(&sim, "PUT", ApiVersion::V2, "renew", "carol", &token.jwt).await;
     assert_reply(&reply, 403, &not_authorized("carol"));
@@ -663,7 +663,7 @@ async fn renewing_an_unknown_or_invalid_token_is_code_30_or_40() {
         let sim = &sim;
         async move { call(sim, "PUT", ApiVersion::V2, "renew", "alice", &body).await }
     };
-    // A bare token id is not a JWT (§3.2).
+    // A bare token id is not a JWT (§3.4).
     let invalid = "Invalid serialized unsecured/JWS/JWE object: Missing part delimiters";
     assert_reply(&renew(token.token_id.clone()).await, 400, &failure("renewed", invalid, 40));
     // Unknown here, as on another HA node: code 30, not 50.
@@ -700,7 +700,7 @@ async fn expired_tokens_are_renewed_only_before_2_1() {
     assert!((before + DAY_MS..=now_ms() + 60_000 + DAY_MS).contains(&expires), "{expires}");
     assert_reply(&reply, 200, &renewed(expires));
 
-    // A never-expiring managed token (expiry -1) counts as expired at ≥2.1.0 (§3.2); before,
+    // A never-expiring managed token (expiry -1) counts as expired at ≥2.1.0 (§3.4); before,
     // renewal turned it into an expiring one.
     sim.set_ttl(None);
     let never = issue(&sim, "alice").await;
@@ -789,7 +789,7 @@ async fn owners_and_renewers_may_revoke() {
 
     assert_eq!(sim.revocations(), [a1.token_id.clone(), a2.token_id.clone()]);
     assert_eq!((sim.stored_tokens("alice"), sim.server_expiry(&a2.token_id)), (1, None));
-    // Renewing a revoked token: unknown, code 30 (§3.2).
+    // Renewing a revoked token: unknown, code 30 (§3.4).
     let reply = call(&sim, "PUT", ApiVersion::V2, "renew", "carol", &a2.jwt).await;
     assert_reply(&reply, 400, &failure("renewed", &unknown(&a2.token_id), 30));
     // Switched to unmanaged, Knox has no token state at all.
@@ -966,7 +966,7 @@ async fn get_user_tokens_lists_stored_tokens_in_knox_format() {
 #[tokio::test]
 async fn token_limit_returns_the_non_json_403() {
     let sim = start_managed(|_| ()).await;
-    // Knox's default limit is 10 (§10 testConfiguredTokenLimitPerUser / ...Exceeded).
+    // Knox's default limit is 10 (§6.2; Knox's testConfiguredTokenLimitPerUser / ...Exceeded).
     for _ in 0..10 {
         issue(&sim, "alice").await;
     }

@@ -1,4 +1,4 @@
-//! Knox failing in every way knox-api.md describes: the last good token stays published, each
+//! Knox failing in every way docs/knox.md describes: the last good token stays published, each
 //! attempt logs one line with cluster, URL and status, and retries back off.
 
 use std::time::{Duration, Instant};

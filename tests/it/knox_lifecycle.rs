@@ -1,4 +1,4 @@
-//! The Knox token lifecycle against the simulator's managed mode (knox-api.md §3 to §6):
+//! The Knox token lifecycle against the simulator's managed mode (docs/knox.md §3 to §6):
 //! renewal and its refusals, revoking superseded tokens, the per-user limit, stale tokens,
 //! the v1/v2 verb fallback per Knox version, and the `tokens` admin verbs.
 
@@ -97,7 +97,7 @@ fn a_caller_not_on_the_renewer_whitelist_stops_renewing() {
     assert_eq!(sim.renewals(), 0);
 }
 
-/// The verb table of knox-api.md §1.2, learned per cluster: v2 PUT/DELETE on 2.1+, v1
+/// The verb table of docs/knox.md §1.2, learned per cluster: v2 PUT/DELETE on 2.1+, v1
 /// PUT/DELETE after a 404 on 1.6-2.0, v1 POST after a 405 on 1.4-1.5 (which also revokes only
 /// by the full JWT).
 #[test]
