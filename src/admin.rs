@@ -3,6 +3,11 @@
 //!
 //! Knox's error codes (§5) become exit codes and one-line messages, so scripts can tell "already
 //! disabled" from "not allowed" without parsing Knox's hand-made JSON.
+//!
+//! Whatever Knox sends reaches the terminal escaped ([`crate::text`]): a token id or a
+//! message with a newline or an ESC in it shows as one inert line, and `--json` output
+//! escapes the characters `serde_json` leaves raw. Times are clamped as they are read
+//! (`knox::wire`), and every body is capped (`knox::client::MAX_BODY`).
 
 use std::io::Write as _;
 use std::path::Path;
@@ -13,9 +18,10 @@ use reqwest::StatusCode;
 
 use crate::config::{self, Auth, Cluster, Env};
 use crate::knox::answer::{self, Answer};
-use crate::knox::{wire, Flavor, KnoxClient, Op};
+use crate::knox::{wire, Flavor, Jwt, KnoxClient, Op};
 use crate::output::{self, rfc3339};
 use crate::secret::Secret;
+use crate::text;
 
 /// What to do with the token API.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,9 +77,7 @@ fn owner(cluster: &Cluster, user: Option<String>) -> anyhow::Result<String> {
         return Ok(user.clone());
     }
     let published = output::read_published(cluster)?;
-    let subject = published.and_then(|p| {
-        jsonwebtoken::dangerous::insecure_decode::<wire::Claims>(p.jwt.expose()).ok()?.claims.sub
-    });
+    let subject = published.and_then(|p| Jwt::parse(p.jwt.expose()).ok()?.claims().sub.clone());
     subject.with_context(|| {
         format!("cluster {:?} authenticates without a user name and has no published token to take it from: pass --user", cluster.name)
     })
@@ -108,7 +112,7 @@ async fn list(
     if json {
         // Knox's own JSON, checked above to be a token list, on one line.
         let value: serde_json::Value = serde_json::from_str(&body)?;
-        writeln!(out, "{value}")?;
+        writeln!(out, "{}", text::escape_json(&value.to_string()))?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(
@@ -117,35 +121,41 @@ async fn list(
         "TOKEN ID", "ISSUED", "EXPIRES", "MAX LIFETIME", "ENABLED"
     )?;
     for t in &parsed.tokens {
-        let time = |ms: Option<i64>, never: &str| match ms {
-            Some(ms) if ms >= 0 => rfc3339(crate::knox::from_epoch_ms(ms)),
-            Some(_) => never.to_owned(),
-            None => "-".to_owned(),
-        };
-        let meta = t.metadata.as_ref();
-        let enabled = match meta.and_then(|m| m.enabled.as_ref()) {
-            Some(serde_json::Value::Bool(b)) => b.to_string(),
-            Some(serde_json::Value::String(s)) => s.clone(),
-            _ => "-".to_owned(),
-        };
-        let last_used = match meta.and_then(|m| m.last_used_at.as_ref()) {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(serde_json::Value::Number(n)) => {
-                n.as_i64().map_or_else(|| n.to_string(), |ms| rfc3339(crate::knox::from_epoch_ms(ms)))
-            }
-            _ => "-".to_owned(),
-        };
-        writeln!(
-            out,
-            "{:<38} {:<22} {:<22} {:<22} {:<8} {last_used}",
-            t.token_id,
-            time(t.issue_time_long, "-"),
-            time(t.expiration_long, "never"),
-            time(t.max_lifetime_long, "unbounded"),
-            enabled
-        )?;
+        writeln!(out, "{}", token_row(t))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `tokens list`: every value from Knox escaped and shortened, times in RFC 3339
+/// (clamped by `wire` to 1970-9999).
+fn token_row(t: &wire::UserToken) -> String {
+    let time = |ms: Option<i64>, never: &str| match ms {
+        Some(ms) if ms >= 0 => rfc3339(crate::knox::from_epoch_ms(ms)),
+        Some(_) => never.to_owned(),
+        None => "-".to_owned(),
+    };
+    let shown = |s: &str| text::quote(s, 64);
+    let meta = t.metadata.as_ref();
+    let enabled = match meta.and_then(|m| m.enabled.as_ref()) {
+        Some(serde_json::Value::Bool(b)) => b.to_string(),
+        Some(serde_json::Value::String(s)) => shown(s),
+        _ => "-".to_owned(),
+    };
+    let last_used = match meta.and_then(|m| m.last_used_at.as_ref()) {
+        Some(serde_json::Value::String(s)) => shown(s),
+        Some(serde_json::Value::Number(n)) => {
+            n.as_i64().map_or_else(|| shown(&n.to_string()), |ms| rfc3339(crate::knox::from_epoch_ms(ms)))
+        }
+        _ => "-".to_owned(),
+    };
+    format!(
+        "{:<38} {:<22} {:<22} {:<22} {:<8} {last_used}",
+        shown(&t.token_id),
+        time(t.issue_time_long, "-"),
+        time(t.expiration_long, "never"),
+        time(t.max_lifetime_long, "unbounded"),
+        enabled
+    )
 }
 
 async fn change(cluster: &Cluster, client: &KnoxClient, op: Op, id: &str) -> anyhow::Result<ExitCode> {
@@ -156,10 +166,11 @@ async fn change(cluster: &Cluster, client: &KnoxClient, op: Op, id: &str) -> any
     let (status, body) = client.token_op(cluster, op, &Secret::new(id.trim()), &mut flavor).await?;
     let parsed = answer::parse(&body);
     if status.is_success() && parsed.ok != Some(false) {
+        // Knox's answer as it is, line by line, with anything that could drive the terminal
+        // escaped.
         let mut out = std::io::stdout().lock();
-        out.write_all(body.as_bytes())?;
-        if !body.ends_with('\n') {
-            writeln!(out)?;
+        for line in body.lines() {
+            writeln!(out, "{}", text::escape(line))?;
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -25,7 +25,7 @@ use crate::output::{self, rfc3339};
 use crate::scheduler::backoff;
 use crate::sim::{ApiVersion, Sim, SimOptions};
 use crate::telemetry::Telemetry;
-use crate::{keeper, reload, server, signals, sink, systemd};
+use crate::{keeper, reload, server, signals, sink, systemd, text};
 
 /// Everything that can steer the running daemon. Signals and the config watcher send these;
 /// [`run`] is the only receiver.
@@ -48,8 +48,8 @@ pub enum Control {
 /// How long shutdown waits for publishes in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Loads `path` and checks what only the machine can tell: every output directory is safe
-/// to publish in, and every `ca_file` holds certificates.
+/// Loads `path` and checks what only the machine can tell: every output directory (and the
+/// metrics textfile's) is safe to publish in, and every `ca_file` holds certificates.
 pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     let config = config::load(path, &Env::from_process())?;
     let origin = path.display().to_string();
@@ -68,6 +68,13 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
                 )
             })?;
         }
+    }
+    // The metrics textfile is written like a token file: an unsafe directory is a start-up
+    // error, not a warning at every write.
+    if let Some(textfile) = &config.server.metrics_textfile {
+        sink::check_output(textfile).map_err(|m| {
+            ConfigError::invalid(&origin, format!("[server] metrics_textfile {}: {m}", textfile.display()))
+        })?;
     }
     Ok(config)
 }
@@ -195,7 +202,7 @@ pub async fn once(config_path: &Path, timeout: Duration) -> anyhow::Result<bool>
     warn_insecure(&config);
     let clients = Clients::default();
     let permits = Arc::new(Semaphore::new(config.max_concurrent_requests));
-    let deadline = Instant::now() + timeout;
+    let deadline = crate::scheduler::later(Instant::now(), timeout);
     let mut tasks = JoinSet::new();
     for cluster in &config.clusters {
         let client = clients.get(&cluster.transport)?;
@@ -233,14 +240,14 @@ async fn once_cluster(
                 );
                 return true;
             }
-            Some(ms) if ms >= min.as_millis() as i64 => {
-                info!(cluster = name, token_id = p.token_id.as_deref().unwrap_or("-"), left = %human(Duration::from_millis(ms as u64)), "kept: the published token is still fresh");
+            Some(ms) if ms >= 0 && u128::from(ms.unsigned_abs()) >= min.as_millis() => {
+                info!(cluster = name, token_id = p.token_id.as_deref().unwrap_or("-"), left = %human(Duration::from_millis(ms.unsigned_abs())), "kept: the published token is still fresh");
                 return true;
             }
             Some(_) => {}
         }
     }
-    let generation = existing.map_or(0, |p| p.generation) + 1;
+    let generation = existing.map_or(0, |p| p.generation).saturating_add(1);
     let mut failures = 0;
     loop {
         let result = {
@@ -259,7 +266,7 @@ async fn once_cluster(
             Err(e) => {
                 failures += 1;
                 let wait = backoff(failures, fastrand::f64(), e.class());
-                if e.is_transient() && Instant::now() + wait < deadline {
+                if e.is_transient() && crate::scheduler::later(Instant::now(), wait) < deadline {
                     warn!(
                         cluster = name,
                         status = e.status(),
@@ -276,7 +283,9 @@ async fn once_cluster(
     }
 }
 
-/// `token-keeper status`: one line per cluster; returns whether all are fresh.
+/// `token-keeper status`: one line per cluster; returns whether all are fresh. What the
+/// published files hold is shown escaped ([`crate::text::escape`]): they may carry what Knox
+/// sent.
 pub fn status(config_path: &Path, json: bool) -> anyhow::Result<bool> {
     let config = config::load(config_path, &Env::from_process())?;
     let now = SystemTime::now();
@@ -300,12 +309,16 @@ pub fn status(config_path: &Path, json: bool) -> anyhow::Result<bool> {
                     (Some(at), Some(ms)) => {
                         let state = if ms <= 0 {
                             "expired"
-                        } else if ms < c.policy.min_remaining.as_millis() as i64 {
+                        } else if u128::from(ms.unsigned_abs()) < c.policy.min_remaining.as_millis() {
                             "expiring"
                         } else {
                             "fresh"
                         };
-                        let left = if ms > 0 { human(Duration::from_millis(ms as u64)) } else { "0s".into() };
+                        let left = if ms > 0 {
+                            human(Duration::from_millis(ms.unsigned_abs()))
+                        } else {
+                            "0s".into()
+                        };
                         (rfc3339(crate::knox::from_epoch_ms(at)), left, state.to_owned())
                     }
                     _ => ("never".into(), "-".into(), "fresh".to_owned()),
@@ -321,6 +334,7 @@ pub fn status(config_path: &Path, json: bool) -> anyhow::Result<bool> {
             }
         };
         all_fresh &= state == "fresh";
+        let (id, state) = (text::quote(&id, 64), text::escape(&state));
         writeln!(out, "{:<20} {:<38} {:<22} {:>8} {:>10}  {state}", c.name, id, expires, left, clock)?;
     }
     Ok(all_fresh)
@@ -345,7 +359,9 @@ fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
                 let state = match remaining {
                     Some(ms) if ms <= 0 => "expired",
                     _ if p.stale => "stale",
-                    Some(ms) if ms < c.policy.min_remaining.as_millis() as i64 => "expiring",
+                    Some(ms) if u128::from(ms.unsigned_abs()) < c.policy.min_remaining.as_millis() => {
+                        "expiring"
+                    }
                     _ => "fresh",
                 };
                 json!({
@@ -366,19 +382,19 @@ fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
         rows.push(row);
     }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", Value::Array(rows))?;
+    writeln!(out, "{}", text::escape_json(&Value::Array(rows).to_string()))?;
     Ok(all_fresh)
 }
 
 /// Knox's clock offset for people: "+2h", "-90s", "0s" (below a second is noise: the
 /// `Date` header has one-second resolution).
 fn signed(ms: i64) -> String {
-    if ms.abs() < 1000 {
+    if ms.unsigned_abs() < 1000 {
         return "0s".into();
     }
     let sign = if ms < 0 { '-' } else { '+' };
     // Rounded to the second: the estimate is the middle of a `Date` second.
-    format!("{sign}{}", human(Duration::from_secs((ms.unsigned_abs() + 500) / 1000)))
+    format!("{sign}{}", human(Duration::from_secs(ms.unsigned_abs().saturating_add(500) / 1000)))
 }
 
 /// `token-keeper token`: writes the published token in `format` to stdout, byte for byte

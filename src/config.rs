@@ -6,13 +6,21 @@
 //! later code sees invalid input. Reading the file ([`load`]) is separate from parsing
 //! ([`Config::from_toml`]) so tests can parse strings.
 //!
+//! Every number and duration has an allowed range ([`limits`]), chosen so that whatever
+//! `check-config` accepts the daemon can run: no value can overflow the scheduler's
+//! arithmetic or tokio's semaphore. The file is read only if it is a regular file of at most
+//! [`limits::MAX_CONFIG_BYTES`], without blocking on a FIFO ([`read_regular_file`]).
+//!
 //! Secrets never appear in this file's values: only `*_file` keys that name files holding
 //! them. Error messages never quote the offending line, because a secret pasted inline by
-//! mistake would be echoed into the journal.
+//! mistake would be echoed into the journal; nor the value of a key that names a secret's
+//! file, because the commonest mistake there is pasting the secret itself (`paths.rs`).
+//!
+//! The module's parts: `limits` (the ranges), `file` (reading the file), `values` (single
+//! values and TOML errors), `paths` (paths and the secret-file rule), `auth`, `on_change`
+//! (those tables), `display` (the resolved config as TOML for `check-config`).
 
 use std::collections::HashSet;
-use std::fmt::{self, Write as _};
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,8 +30,24 @@ use serde::Deserialize;
 
 use crate::scheduler::Policy;
 
+mod auth;
+mod display;
+mod file;
+pub mod limits;
+mod on_change;
+mod paths;
 #[cfg(test)]
 mod tests;
+mod values;
+
+pub use file::read_regular_file;
+pub use paths::resolve_path;
+pub(crate) use values::iso_duration;
+
+use paths::expand_path;
+use values::{
+    iso_seconds, parse_bounded, parse_lifespan, parse_mode, parse_url, validate_env_var, validate_name,
+};
 
 /// The variable that names the config file when `-c` is not given.
 pub const CONFIG_ENV: &str = "TOKEN_KEEPER_CONFIG";
@@ -187,11 +211,12 @@ impl Cluster {
     }
 
     /// The `lifespan` to request: the configured one, raised to cover `min_valid` plus
-    /// `min_remaining` when that is longer.
+    /// `min_remaining` when that is longer. (`exec --min-valid` sets `min_valid` from the
+    /// command line, so the sum saturates rather than trusting the config's ranges.)
     pub fn requested_lifespan(&self) -> Option<String> {
         let configured = self.lifespan.as_deref();
         let Some(min_valid) = self.lifecycle.min_valid else { return configured.map(str::to_owned) };
-        let need = min_valid + self.policy.min_remaining;
+        let need = min_valid.saturating_add(self.policy.min_remaining);
         match configured.and_then(iso_duration) {
             Some(have) if have >= need => configured.map(str::to_owned),
             _ => Some(iso_seconds(need)),
@@ -316,30 +341,14 @@ impl Env {
     }
 }
 
-/// Finds the config file: `-c`, else `$TOKEN_KEEPER_CONFIG` (both handled by clap and passed
-/// in as `explicit`), else `$XDG_CONFIG_HOME/token-keeper/config.toml` (or
-/// `~/.config/token-keeper/config.toml`) if it exists, else `/etc/token-keeper/config.toml`.
-pub fn resolve_path(explicit: Option<&Path>) -> PathBuf {
-    if let Some(p) = explicit {
-        return p.to_owned();
-    }
-    let xdg = std::env::var_os("XDG_CONFIG_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")));
-    if let Some(user) = xdg.map(|d| d.join("token-keeper/config.toml")) {
-        if user.exists() {
-            return user;
-        }
-    }
-    PathBuf::from("/etc/token-keeper/config.toml")
-}
-
-/// Reads and validates the file at `path`.
+/// Reads and validates the file at `path`: a regular file (not a FIFO or a device, which
+/// are refused without blocking) of at most [`limits::MAX_CONFIG_BYTES`].
 pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::new(&origin, format!("cannot read config: {e}")))?;
+    let cannot = |e: std::io::Error| ConfigError::new(&origin, format!("cannot read config: {e}"));
+    let bytes = read_regular_file(path, limits::MAX_CONFIG_BYTES).map_err(cannot)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| ConfigError::new(&origin, format!("cannot read config: it is not UTF-8 text ({e})")))?;
     let mut config = Config::from_toml(&text, &origin, env)?;
     config.source = Some(path.to_owned());
     Ok(config)
@@ -348,7 +357,7 @@ pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
 impl Config {
     /// Parses and validates TOML text; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str, env: &Env) -> Result<Config, ConfigError> {
-        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(origin, text, &e))?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| values::toml_error(origin, text, &e))?;
         Config::from_raw(raw, origin, env)
     }
 
@@ -356,62 +365,18 @@ impl Config {
     fn from_raw(raw: RawConfig, origin: &str, env: &Env) -> Result<Config, ConfigError> {
         let fail = |msg: String| ConfigError::new(origin, msg);
         let max_concurrent_requests = raw.max_concurrent_requests.unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS);
-        if max_concurrent_requests == 0 {
-            return Err(fail("max_concurrent_requests: must be at least 1".into()));
+        if !(1..=limits::MAX_CONCURRENT_REQUESTS).contains(&max_concurrent_requests) {
+            return Err(fail(format!(
+                "max_concurrent_requests: {max_concurrent_requests} is out of range (allowed: 1 to {})",
+                limits::MAX_CONCURRENT_REQUESTS
+            )));
         }
         if raw.clusters.is_empty() {
             return Err(fail("no [[cluster]] is configured".into()));
         }
-        let defaults_ctx = "[defaults]";
-        let defaults = raw.defaults.resolve(defaults_ctx, &Knobs::builtin(), env).map_err(fail)?;
-
-        let single = raw.clusters.len() == 1;
-        let mut names = HashSet::new();
-        let mut paths = HashSet::new();
-        let mut default_cluster: Option<String> = None;
-        let mut clusters = Vec::with_capacity(raw.clusters.len());
-        for rc in raw.clusters {
-            let ctx = format!("cluster {:?}", rc.name);
-            validate_name(&rc.name).map_err(|m| fail(format!("{ctx}: name: {m}")))?;
-            if !names.insert(rc.name.clone()) {
-                return Err(fail(format!("{ctx}: name: used by two clusters")));
-            }
-            let is_default = rc.default.unwrap_or(false);
-            if is_default {
-                if let Some(other) = default_cluster.replace(rc.name.clone()) {
-                    return Err(fail(format!("{ctx}: default: cluster {other:?} is already the default")));
-                }
-            }
-            let cluster = rc.resolve(&ctx, &defaults, env, is_default || single).map_err(fail)?;
-            for out in &cluster.outputs {
-                if !paths.insert(out.path.clone()) {
-                    return Err(fail(format!(
-                        "{ctx}: output {}: path is published twice",
-                        out.path.display()
-                    )));
-                }
-            }
-            clusters.push(Arc::new(cluster));
-        }
-        let server = match raw.server {
-            None => Server::default(),
-            Some(rs) => Server {
-                listen: rs
-                    .listen
-                    .map(|l| {
-                        l.parse().map_err(|e| {
-                            fail(format!(
-                                "[server]: listen: {l:?} is not an address like \"127.0.0.1:9464\": {e}"
-                            ))
-                        })
-                    })
-                    .transpose()?,
-                metrics_textfile: rs
-                    .metrics_textfile
-                    .map(|p| expand_path("[server]", "metrics_textfile", &p, env).map_err(fail))
-                    .transpose()?,
-            },
-        };
+        let defaults = raw.defaults.resolve("[defaults]", &Knobs::builtin(), env).map_err(fail)?;
+        let clusters = resolve_clusters(raw.clusters, &defaults, env).map_err(fail)?;
+        let server = raw.server.map(|rs| rs.resolve(env)).transpose().map_err(fail)?.unwrap_or_default();
         // The default cluster also owns ~/.cde/token; with several clusters and none marked,
         // nobody does, which is fine: scripts then name their cluster's file.
         Ok(Config { source: None, max_concurrent_requests, clusters, server })
@@ -427,339 +392,51 @@ impl Config {
     }
 }
 
-/// The resolved config as TOML, for `check-config`. There are no secret values to redact
-/// (only `*_file` paths), but the secrets' files are named so an operator can check them.
-impl fmt::Display for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = String::new();
-        if let Some(src) = &self.source {
-            let _ = writeln!(s, "# resolved from {}", src.display());
+/// Resolves every `[[cluster]]`: unique names, at most one default, no output path twice.
+fn resolve_clusters(raw: Vec<RawCluster>, defaults: &Knobs, env: &Env) -> Result<Vec<Arc<Cluster>>, String> {
+    let single = raw.len() == 1;
+    let mut names = HashSet::new();
+    let mut paths = HashSet::new();
+    let mut default_cluster: Option<String> = None;
+    let mut clusters = Vec::with_capacity(raw.len());
+    for rc in raw {
+        let ctx = format!("cluster {:?}", rc.name);
+        validate_name(&rc.name).map_err(|m| format!("{ctx}: name: {m}"))?;
+        if !names.insert(rc.name.clone()) {
+            return Err(format!("{ctx}: name: used by two clusters"));
         }
-        let _ = writeln!(s, "max_concurrent_requests = {}", self.max_concurrent_requests);
-        if self.server != Server::default() {
-            let _ = writeln!(s, "\n[server]");
-            if let Some(l) = self.server.listen {
-                let _ = writeln!(s, "listen = \"{l}\"");
-            }
-            if let Some(p) = &self.server.metrics_textfile {
-                let _ = writeln!(s, "metrics_textfile = {:?}", p.display().to_string());
-            }
-        }
-        for c in &self.clusters {
-            let _ = writeln!(s, "\n[[cluster]]");
-            let _ = writeln!(s, "name = {:?}", c.name);
-            let _ = writeln!(s, "token_url = {:?}", c.token_url.as_str());
-            let _ = writeln!(s, "default = {}", c.is_default);
-            if let Some(l) = &c.lifespan {
-                let _ = writeln!(s, "lifespan = {l:?}");
-            }
-            if let Some(ca) = &c.transport.ca_file {
-                let _ = writeln!(s, "ca_file = {:?}", ca.display().to_string());
-            }
-            let _ = writeln!(s, "insecure_skip_tls_verify = {}", c.transport.insecure_skip_tls_verify);
-            let _ =
-                writeln!(s, "timeout = {:?}", humantime::format_duration(c.transport.timeout).to_string());
-            let p = &c.policy;
-            let _ = writeln!(s, "refresh_fraction = {}", p.refresh_fraction);
-            let _ =
-                writeln!(s, "min_remaining = {:?}", humantime::format_duration(p.min_remaining).to_string());
-            let _ = writeln!(s, "jitter = {}", p.jitter);
-            let l = &c.lifecycle;
-            let _ = writeln!(s, "consumers_validate = {:?}", l.consumers_validate.as_str());
-            let _ = writeln!(
-                s,
-                "revoke_superseded_after = {:?}",
-                humantime::format_duration(l.revoke_superseded_after).to_string()
-            );
-            let _ = writeln!(s, "revoke_on_exit = {}", l.revoke_on_exit);
-            if let Some(v) = l.min_valid {
-                let _ = writeln!(s, "min_valid = {:?}", humantime::format_duration(v).to_string());
-            }
-            let _ = writeln!(s, "remove_expired = {}", l.remove_expired);
-            let _ = writeln!(s, "[cluster.auth]\nmethod = {:?}", c.auth.method());
-            match &c.auth {
-                Auth::Basic { user, password_file } => {
-                    let _ = writeln!(s, "user = {user:?}");
-                    let _ = writeln!(
-                        s,
-                        "password_file = {:?}  # contents redacted",
-                        password_file.display().to_string()
-                    );
-                }
-                Auth::Cookie { cookie_file, cookie_name } => {
-                    let _ = writeln!(
-                        s,
-                        "cookie_file = {:?}  # contents redacted",
-                        cookie_file.display().to_string()
-                    );
-                    let _ = writeln!(s, "cookie_name = {cookie_name:?}");
-                }
-                Auth::Bearer { token_file } => {
-                    let _ = writeln!(
-                        s,
-                        "token_file = {:?}  # contents redacted",
-                        token_file.display().to_string()
-                    );
-                }
-            }
-            if let Some(oc) = &c.on_change {
-                let _ = writeln!(s, "[cluster.on_change]");
-                if let Some((sig, pid_file)) = &oc.signal {
-                    let _ = writeln!(s, "signal = \"{}\"", signal_name(*sig));
-                    let _ = writeln!(s, "pid_file = {:?}", pid_file.display().to_string());
-                }
-                if let Some(argv) = &oc.command {
-                    let quoted: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
-                    let _ = writeln!(s, "command = [{}]", quoted.join(", "));
-                }
-                let _ = writeln!(s, "timeout = {:?}", humantime::format_duration(oc.timeout).to_string());
-            }
-            for o in &c.outputs {
-                let _ = writeln!(s, "[[cluster.output]]");
-                let _ = writeln!(s, "path = {:?}", o.path.display().to_string());
-                let _ = writeln!(s, "format = {:?}", o.format.as_str());
-                let _ = writeln!(s, "mode = \"{:04o}\"", o.mode);
-                if matches!(o.format, Format::Env | Format::Shell) {
-                    let _ = writeln!(s, "env_var = {:?}", o.env_var);
-                }
+        let is_default = rc.default.unwrap_or(false);
+        if is_default {
+            if let Some(other) = default_cluster.replace(rc.name.clone()) {
+                return Err(format!("{ctx}: default: cluster {other:?} is already the default"));
             }
         }
-        f.write_str(&s)
-    }
-}
-
-/// Turns a serde/TOML error into "file:line:col: message" without quoting the line.
-fn toml_error(origin: &str, text: &str, err: &toml::de::Error) -> ConfigError {
-    let location = match err.span() {
-        Some(span) => {
-            let before = &text[..span.start.min(text.len())];
-            let line = before.matches('\n').count() + 1;
-            let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-            format!(":{line}:{col}")
-        }
-        None => String::new(),
-    };
-    let mut message = err.message().trim_end_matches('.').to_owned();
-    for key in ["password", "cookie", "token", "secret"] {
-        if message.starts_with(&format!("unknown field `{key}`")) {
-            let hint = if key == "secret" { "password" } else { key };
-            message = format!(
-                "unknown field `{key}`: secrets are never written inline; put the value in a \
-                 file readable only by token-keeper and name it with `{hint}_file`"
-            );
-        }
-    }
-    ConfigError { origin: origin.to_owned(), location, message }
-}
-
-fn validate_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-        && name != "."
-        && name != "..";
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{name:?} must match [A-Za-z0-9._-]+ (it is used in file names)"))
-    }
-}
-
-/// Parses a humantime duration ("90s", "200ms", "1h 30m").
-fn parse_duration(ctx: &str, key: &str, value: &str) -> Result<Duration, String> {
-    humantime::parse_duration(value)
-        .map_err(|e| format!("{ctx}: {key}: {value:?} is not a duration like \"90s\" or \"5m\": {e}"))
-}
-
-/// Knox parses `lifespan` with `java.time.Duration.parse` (docs/knox.md §2.1). ISO-8601 text
-/// is sent as written; a humantime string ("1h") is converted, so both spellings work.
-fn parse_lifespan(ctx: &str, value: &str) -> Result<String, String> {
-    let text = value.trim();
-    let d = if text.starts_with(['P', 'p']) {
-        iso_duration(text)
-            .ok_or_else(|| format!("{ctx}: lifespan: {value:?} is not an ISO-8601 duration like \"PT1H\""))?
-    } else {
-        parse_duration(ctx, "lifespan", value)?
-    };
-    if d.is_zero() {
-        return Err(format!("{ctx}: lifespan: must be longer than zero"));
-    }
-    Ok(if text.starts_with(['P', 'p']) { text.to_ascii_uppercase() } else { iso_seconds(d) })
-}
-
-/// `PT<seconds>S`, with milliseconds when there are any.
-fn iso_seconds(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms % 1000 == 0 {
-        format!("PT{}S", ms / 1000)
-    } else {
-        format!("PT{}.{:03}S", ms / 1000, ms % 1000)
-    }
-}
-
-/// Parses the ISO-8601 durations `java.time.Duration.parse` accepts (`PnDTnHnMn.nS`, no
-/// signs): days, then after `T` hours, minutes and (fractional) seconds.
-pub(crate) fn iso_duration(text: &str) -> Option<Duration> {
-    let upper = text.to_ascii_uppercase();
-    let body = upper.strip_prefix('P')?;
-    let (date, time) = match body.split_once('T') {
-        Some((d, t)) if !t.is_empty() => (d, Some(t)),
-        Some(_) => return None,
-        None => (body, None),
-    };
-    let mut total = 0f64;
-    let mut any = false;
-    let mut take = |part: &str, units: &[(char, f64)]| -> Option<()> {
-        let mut rest = part;
-        let mut allowed = units;
-        while !rest.is_empty() {
-            let end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-            let unit = rest[end..].chars().next()?;
-            let pos = allowed.iter().position(|&(u, _)| u == unit)?;
-            let n: f64 = rest[..end].parse().ok()?;
-            if rest[..end].contains('.') && unit != 'S' {
-                return None;
+        let cluster = rc.resolve(&ctx, defaults, env, is_default || single)?;
+        for out in &cluster.outputs {
+            if !paths.insert(out.path.clone()) {
+                return Err(format!("{ctx}: output {}: path is published twice", out.path.display()));
             }
-            total += n * allowed[pos].1;
-            any = true;
-            allowed = &allowed[pos + 1..];
-            rest = &rest[end + 1..];
         }
-        Some(())
-    };
-    take(date, &[('D', 86_400.0)])?;
-    if let Some(t) = time {
-        take(t, &[('H', 3600.0), ('M', 60.0), ('S', 1.0)])?;
+        clusters.push(Arc::new(cluster));
     }
-    (any && total.is_finite()).then(|| Duration::from_secs_f64(total))
+    Ok(clusters)
 }
 
-fn expand_path(ctx: &str, key: &str, value: &str, env: &Env) -> Result<PathBuf, String> {
-    let path = if value == "~" || value.starts_with("~/") {
-        let home = env.home.as_ref().ok_or_else(|| {
-            format!("{ctx}: {key}: {value:?} starts with ~ but $HOME is not set; use an absolute path")
-        })?;
-        home.join(value.trim_start_matches('~').trim_start_matches('/'))
-    } else {
-        PathBuf::from(value)
-    };
-    if !path.is_absolute() {
-        return Err(format!("{ctx}: {key}: {value:?} must be an absolute path (or start with ~/)"));
-    }
-    Ok(path)
-}
-
-/// `$CREDENTIALS_DIRECTORY/<name>`: a credential systemd passed with `LoadCredential=`.
-fn credential_path(ctx: &str, name: &str, env: &Env) -> Result<PathBuf, String> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(format!("{ctx}: password_credential: {name:?} is not a credential name"));
-    }
-    let dir = env.credentials_dir.as_ref().ok_or_else(|| {
-        format!(
-            "{ctx}: password_credential: {name:?} needs $CREDENTIALS_DIRECTORY, which systemd sets for units \
-             with LoadCredential=; outside systemd use password_file"
-        )
-    })?;
-    Ok(dir.join(name))
-}
-
-/// The signals `on_change` may send, by the names `kill -l` uses.
-const SIGNALS: [(&str, i32); 9] = [
-    ("HUP", libc::SIGHUP),
-    ("INT", libc::SIGINT),
-    ("TERM", libc::SIGTERM),
-    ("USR1", libc::SIGUSR1),
-    ("USR2", libc::SIGUSR2),
-    ("QUIT", libc::SIGQUIT),
-    ("ALRM", libc::SIGALRM),
-    ("CONT", libc::SIGCONT),
-    ("WINCH", libc::SIGWINCH),
-];
-
-/// A signal name, with or without `SIG`.
-fn parse_signal(ctx: &str, name: &str) -> Result<i32, String> {
-    let upper = name.trim().to_ascii_uppercase();
-    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-    SIGNALS.iter().find(|(n, _)| *n == bare).map(|&(_, s)| s).ok_or_else(|| {
-        let names: Vec<&str> = SIGNALS.iter().map(|(n, _)| *n).collect();
-        format!("{ctx}: signal: {name:?} is not one of {}", names.join(", "))
-    })
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    SIGNALS.iter().find(|&&(_, s)| s == signal).map_or("?", |(n, _)| n)
-}
-
-impl RawOnChange {
-    fn resolve(&self, ctx: &str, env: &Env) -> Result<OnChange, String> {
-        let signal = match (&self.signal, &self.pid_file) {
-            (Some(sig), Some(pf)) => Some((parse_signal(ctx, sig)?, expand_path(ctx, "pid_file", pf, env)?)),
-            (Some(_), None) => return Err(format!("{ctx}: pid_file: required with signal")),
-            (None, Some(_)) => return Err(format!("{ctx}: signal: required with pid_file")),
-            (None, None) => None,
-        };
-        let command = match &self.command {
-            Some(argv) if argv.is_empty() || argv[0].is_empty() => {
-                return Err(format!(
-                    "{ctx}: command: must name a program, e.g. [\"systemctl\", \"reload\", \"spark-edge\"]"
-                ))
-            }
-            other => other.clone(),
-        };
-        if signal.is_none() && command.is_none() {
-            return Err(format!("{ctx}: give signal and pid_file, or command, or both"));
-        }
-        let timeout = match &self.timeout {
-            Some(t) => parse_duration(ctx, "timeout", t)?,
-            None => Duration::from_secs(10),
-        };
-        Ok(OnChange { signal, command, timeout })
-    }
-}
-
-fn parse_url(ctx: &str, value: &str) -> Result<Url, String> {
-    let url = Url::parse(value).map_err(|e| format!("{ctx}: token_url: {value:?} is not a URL: {e}"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if is_loopback(&url) => {}
-        "http" => {
-            return Err(format!(
-                "{ctx}: token_url: {value:?} uses http:// with a non-loopback host; credentials and \
-                 tokens would cross the network in clear text, so https:// is required"
-            ))
-        }
-        other => return Err(format!("{ctx}: token_url: scheme {other:?} is not http(s)")),
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{ctx}: token_url: credentials in the URL are not allowed; use [cluster.auth]"));
-    }
-    Ok(url)
-}
-
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-fn parse_mode(ctx: &str, value: &str) -> Result<u32, String> {
-    let digits = value.trim_start_matches("0o");
-    match u32::from_str_radix(digits, 8) {
-        Ok(m) if m <= 0o777 && !digits.is_empty() => Ok(m),
-        _ => Err(format!("{ctx}: mode: {value:?} is not an octal file mode like \"0600\"")),
-    }
-}
-
-fn validate_env_var(ctx: &str, name: &str) -> Result<(), String> {
-    let mut bytes = name.bytes();
-    let ok = matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("{ctx}: env_var: {name:?} is not a valid shell variable name"))
+impl RawServer {
+    fn resolve(self, env: &Env) -> Result<Server, String> {
+        let listen = self
+            .listen
+            .map(|l| {
+                l.parse().map_err(|e| {
+                    format!("[server]: listen: {l:?} is not an address like \"127.0.0.1:9464\": {e}")
+                })
+            })
+            .transpose()?;
+        let metrics_textfile = self
+            .metrics_textfile
+            .map(|p| expand_path("[server]", "metrics_textfile", &p, env))
+            .transpose()?;
+        Ok(Server { listen, metrics_textfile })
     }
 }
 
@@ -896,27 +573,10 @@ impl Knobs {
 }
 
 impl RawKnobs {
-    /// Applies these keys over `base`, validating each.
+    /// Applies these keys over `base`, validating each against its range ([`limits`]).
     fn resolve(&self, ctx: &str, base: &Knobs, env: &Env) -> Result<Knobs, String> {
         let mut k = base.clone();
-        if let Some(f) = self.refresh_fraction {
-            if !(f > 0.0 && f <= 1.0) {
-                return Err(format!("{ctx}: refresh_fraction: {f} must be in (0, 1]"));
-            }
-            k.policy.refresh_fraction = f;
-        }
-        if let Some(v) = &self.min_remaining {
-            k.policy.min_remaining = parse_duration(ctx, "min_remaining", v)?;
-            if k.policy.min_remaining.is_zero() {
-                return Err(format!("{ctx}: min_remaining: must be longer than zero"));
-            }
-        }
-        if let Some(j) = self.jitter {
-            if !(0.0..=0.5).contains(&j) {
-                return Err(format!("{ctx}: jitter: {j} must be in [0, 0.5] (a share of the lifetime)"));
-            }
-            k.policy.jitter = j;
-        }
+        self.resolve_policy(ctx, &mut k.policy)?;
         if let Some(v) = &self.lifespan {
             k.lifespan = Some(parse_lifespan(ctx, v)?);
         }
@@ -927,38 +587,63 @@ impl RawKnobs {
             k.transport.insecure_skip_tls_verify = v;
         }
         if let Some(v) = &self.timeout {
-            k.transport.timeout = parse_duration(ctx, "timeout", v)?;
-            if k.transport.timeout.is_zero() {
-                return Err(format!("{ctx}: timeout: must be longer than zero"));
-            }
+            k.transport.timeout = parse_bounded(ctx, "timeout", v, limits::TIMEOUT)?;
         }
-        if let Some(v) = self.consumers_validate {
-            k.lifecycle.consumers_validate = v;
-        }
-        if let Some(v) = &self.revoke_superseded_after {
-            k.lifecycle.revoke_superseded_after = parse_duration(ctx, "revoke_superseded_after", v)?;
-        }
-        if let Some(v) = self.revoke_on_exit {
-            k.lifecycle.revoke_on_exit = v;
-        }
-        if let Some(v) = &self.min_valid {
-            let d = parse_duration(ctx, "min_valid", v)?;
-            k.lifecycle.min_valid = (!d.is_zero()).then_some(d);
-        }
-        if let Some(v) = self.remove_expired {
-            k.lifecycle.remove_expired = v;
-        }
+        self.resolve_lifecycle(ctx, &mut k.lifecycle)?;
         if let Some(v) = &self.on_change {
             k.on_change = Some(v.resolve(&format!("{ctx}: on_change"), env)?);
         }
-        if k.policy.jitter >= k.policy.refresh_fraction {
+        Ok(k)
+    }
+
+    /// `refresh_fraction`, `min_remaining` and `jitter`, and how they combine.
+    fn resolve_policy(&self, ctx: &str, policy: &mut Policy) -> Result<(), String> {
+        if let Some(f) = self.refresh_fraction {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(format!("{ctx}: refresh_fraction: {f} must be in (0, 1]"));
+            }
+            policy.refresh_fraction = f;
+        }
+        if let Some(v) = &self.min_remaining {
+            policy.min_remaining = parse_bounded(ctx, "min_remaining", v, limits::MIN_REMAINING)?;
+        }
+        if let Some(j) = self.jitter {
+            if !(0.0..=0.5).contains(&j) {
+                return Err(format!("{ctx}: jitter: {j} must be in [0, 0.5] (a share of the lifetime)"));
+            }
+            policy.jitter = j;
+        }
+        if policy.jitter >= policy.refresh_fraction {
             return Err(format!(
                 "{ctx}: jitter: {} must be smaller than refresh_fraction ({}), or tokens would be \
                  replaced as soon as they arrive",
-                k.policy.jitter, k.policy.refresh_fraction
+                policy.jitter, policy.refresh_fraction
             ));
         }
-        Ok(k)
+        Ok(())
+    }
+
+    /// `consumers_validate`, `revoke_superseded_after`, `revoke_on_exit`, `min_valid`,
+    /// `remove_expired`.
+    fn resolve_lifecycle(&self, ctx: &str, l: &mut Lifecycle) -> Result<(), String> {
+        if let Some(v) = self.consumers_validate {
+            l.consumers_validate = v;
+        }
+        if let Some(v) = &self.revoke_superseded_after {
+            l.revoke_superseded_after =
+                parse_bounded(ctx, "revoke_superseded_after", v, limits::REVOKE_SUPERSEDED_AFTER)?;
+        }
+        if let Some(v) = self.revoke_on_exit {
+            l.revoke_on_exit = v;
+        }
+        if let Some(v) = &self.min_valid {
+            let d = parse_bounded(ctx, "min_valid", v, limits::MIN_VALID)?;
+            l.min_valid = (!d.is_zero()).then_some(d);
+        }
+        if let Some(v) = self.remove_expired {
+            l.remove_expired = v;
+        }
+        Ok(())
     }
 }
 
@@ -1006,74 +691,6 @@ impl RawCluster {
             policy: knobs.policy,
             lifecycle: knobs.lifecycle,
             on_change: knobs.on_change,
-        })
-    }
-}
-
-impl RawAuth {
-    fn resolve(self, ctx: &str, env: &Env) -> Result<Auth, String> {
-        let ctx = format!("{ctx}: auth");
-        let method = self.method;
-        let name = match method {
-            RawMethod::Basic => "basic",
-            RawMethod::Cookie => "cookie",
-            RawMethod::Bearer => "bearer",
-        };
-        let stray = |key: &str, present: bool, allowed: &[&str]| -> Result<(), String> {
-            if present && !allowed.contains(&key) {
-                Err(format!("{ctx}: {key}: not used by method {name:?}"))
-            } else {
-                Ok(())
-            }
-        };
-        let allowed: &[&str] = match method {
-            RawMethod::Basic => &["user", "password_file", "password_credential"],
-            RawMethod::Cookie => &["cookie_file", "cookie_name"],
-            RawMethod::Bearer => &["token_file"],
-        };
-        stray("user", self.user.is_some(), allowed)?;
-        stray("password_file", self.password_file.is_some(), allowed)?;
-        stray("cookie_file", self.cookie_file.is_some(), allowed)?;
-        stray("cookie_name", self.cookie_name.is_some(), allowed)?;
-        stray("token_file", self.token_file.is_some(), allowed)?;
-        stray("password_credential", self.password_credential.is_some(), allowed)?;
-        let need = |key: &str, v: Option<String>| {
-            v.ok_or_else(|| format!("{ctx}: {key}: required by method {name:?}"))
-        };
-        Ok(match method {
-            RawMethod::Basic => {
-                let user = need("user", self.user)?;
-                if user.is_empty() || user.contains(':') {
-                    return Err(format!("{ctx}: user: must be non-empty and contain no ':'"));
-                }
-                let password_file = match (self.password_file, self.password_credential) {
-                    (Some(pf), None) => expand_path(&ctx, "password_file", &pf, env)?,
-                    (None, Some(name)) => credential_path(&ctx, &name, env)?,
-                    (Some(_), Some(_)) => {
-                        return Err(format!(
-                            "{ctx}: password_credential: give either password_file or password_credential"
-                        ))
-                    }
-                    (None, None) => {
-                        return Err(format!(
-                            "{ctx}: password_file: required by method \"basic\" (or password_credential)"
-                        ))
-                    }
-                };
-                Auth::Basic { user, password_file }
-            }
-            RawMethod::Cookie => {
-                let cf = need("cookie_file", self.cookie_file)?;
-                let cookie_name = self.cookie_name.unwrap_or_else(|| "hadoop-jwt".to_owned());
-                if cookie_name.is_empty() || cookie_name.contains(['=', ';', ' ']) {
-                    return Err(format!("{ctx}: cookie_name: {cookie_name:?} is not a cookie name"));
-                }
-                Auth::Cookie { cookie_file: expand_path(&ctx, "cookie_file", &cf, env)?, cookie_name }
-            }
-            RawMethod::Bearer => {
-                let tf = need("token_file", self.token_file)?;
-                Auth::Bearer { token_file: expand_path(&ctx, "token_file", &tf, env)? }
-            }
         })
     }
 }

@@ -13,28 +13,29 @@
 //!
 //! The config is read with `config::load`, not `app::load_config`: a config that the daemon
 //! refuses (an unsafe output directory, a bad `ca_file`) still gets its table, with the reason
-//! in the row it belongs to. Nothing here prints a token or a password.
+//! in the row it belongs to. Nothing here prints a token or a password, nor the path of a
+//! secret's file that does not exist (`secret::shown_path`): such a "path" may be the secret
+//! itself, pasted into the wrong key.
 
-use std::ffi::{CStr, CString};
-use std::fs::{self, Metadata};
 use std::io::{self, Write as _};
-use std::net::{IpAddr, SocketAddr};
-use std::os::unix::ffi::OsStrExt as _;
-use std::os::unix::fs::MetadataExt as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use reqwest::{StatusCode, Url};
-use tokio::net::TcpStream;
 
-use crate::config::{self, Auth, Cluster, Env, Output, Validation};
+use crate::config::{self, Auth, Cluster, Env, Validation};
 use crate::keeper::human;
 use crate::knox::answer::{self, Reason, Renewal, Revocation};
 use crate::knox::{epoch_ms, from_epoch_ms, wire, Flavor, KnoxClient, KnoxError, Op, Token};
 use crate::output::rfc3339;
-use crate::secret::Secret;
-use crate::sink;
+use crate::secret::{shown_path, Secret};
+
+mod network;
+mod outputs;
+
+use network::{proxy_var, reach};
+use outputs::output_rows;
 
 /// Knox's default `gateway.knox.token.limit.per.user` (docs/knox.md §6.2). Knox does not expose
 /// the configured limit, so the count is compared with the default and says so.
@@ -100,7 +101,7 @@ pub async fn run(config_path: &Path, renew_trial: bool) -> anyhow::Result<ExitCo
 fn tally(rows: &[Row]) -> String {
     let count = |m: Mark| rows.iter().filter(|r| r.mark == m).count();
     let (warn, fail, skip) = (count(Mark::Warn), count(Mark::Fail), count(Mark::Skip));
-    let pass = count(Mark::Pass) + warn;
+    let pass = count(Mark::Pass).saturating_add(warn);
     let warned = match warn {
         0 => String::new(),
         1 => " (1 with a warning)".to_owned(),
@@ -155,103 +156,6 @@ async fn check_cluster(c: &Cluster, renew_trial: bool) -> Vec<Row> {
     }
     rows.extend(output_rows(c));
     rows
-}
-
-// ---------------------------------------------------------------------------------------------
-// DNS and TCP
-
-/// The DNS and TCP rows; returns whether HTTP requests are worth trying.
-async fn reach(c: &Cluster, rows: &mut Vec<Row>) -> bool {
-    let url = &c.token_url;
-    let port = url.port_or_known_default().unwrap_or(443);
-    let limit = CONNECT_TIMEOUT.min(c.transport.timeout);
-    // With a proxy, reqwest connects to the proxy and the proxy resolves and connects: a direct
-    // failure here is then only a warning, and the HTTP rows tell the real story.
-    let proxy = proxy_var(url);
-    let soft = |mark: Mark| if mark == Mark::Fail && proxy.is_some() { Mark::Warn } else { mark };
-    let via = proxy.map(|v| format!(" (requests go through the proxy in ${v})")).unwrap_or_default();
-    let addrs: Vec<SocketAddr> = match url.host() {
-        Some(url::Host::Ipv4(ip)) => {
-            rows.push(Row::new(Mark::Pass, "dns", format!("{ip} is an address: nothing to resolve")));
-            vec![SocketAddr::new(IpAddr::V4(ip), port)]
-        }
-        Some(url::Host::Ipv6(ip)) => {
-            rows.push(Row::new(Mark::Pass, "dns", format!("{ip} is an address: nothing to resolve")));
-            vec![SocketAddr::new(IpAddr::V6(ip), port)]
-        }
-        Some(url::Host::Domain(host)) => {
-            let (mark, detail, addrs) =
-                match tokio::time::timeout(limit, tokio::net::lookup_host((host, port))).await {
-                    Ok(Ok(found)) => {
-                        let addrs: Vec<SocketAddr> = found.collect();
-                        if addrs.is_empty() {
-                            (Mark::Fail, format!("{host} resolves to no address"), addrs)
-                        } else {
-                            (Mark::Pass, format!("{host} resolves to {}", list_addrs(&addrs)), addrs)
-                        }
-                    }
-                    Ok(Err(e)) => (Mark::Fail, format!("cannot resolve {host}: {e}"), Vec::new()),
-                    Err(_) => {
-                        (Mark::Fail, format!("no DNS answer for {host} within {}", human(limit)), Vec::new())
-                    }
-                };
-            rows.push(Row::new(soft(mark), "dns", format!("{detail}{via}")));
-            addrs
-        }
-        None => {
-            rows.push(Row::new(Mark::Fail, "dns", format!("{} has no host", shown(url))));
-            Vec::new()
-        }
-    };
-    if addrs.is_empty() {
-        rows.push(Row::new(Mark::Skip, "tcp", "no address to connect to"));
-        return proxy.is_some();
-    }
-    let mut errors = Vec::new();
-    for addr in &addrs {
-        let started = Instant::now();
-        match tokio::time::timeout(limit, TcpStream::connect(addr)).await {
-            Ok(Ok(_stream)) => {
-                let took = human(started.elapsed());
-                rows.push(Row::new(Mark::Pass, "tcp", format!("connected to {addr} in {took}{via}")));
-                return true;
-            }
-            Ok(Err(e)) => errors.push(format!("{addr}: {e}")),
-            Err(_) => errors.push(format!("{addr}: no answer within {}", human(limit))),
-        }
-    }
-    rows.push(Row::new(soft(Mark::Fail), "tcp", format!("cannot connect to {}{via}", errors.join("; "))));
-    proxy.is_some()
-}
-
-fn list_addrs(addrs: &[SocketAddr]) -> String {
-    let shown: Vec<String> = addrs.iter().take(3).map(|a| a.ip().to_string()).collect();
-    match addrs.len() {
-        n if n > 3 => format!("{} (and {} more)", shown.join(", "), n - 3),
-        _ => shown.join(", "),
-    }
-}
-
-/// The environment variable naming the proxy reqwest would use for `url`, if any. `NO_PROXY`
-/// is honoured for exact names, domain suffixes and `*`, which covers its common uses.
-fn proxy_var(url: &Url) -> Option<&'static str> {
-    let set = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-    let host = url.host_str()?.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-    if let Some(no) = set("NO_PROXY").or_else(|| set("no_proxy")) {
-        let bypass = no
-            .split(',')
-            .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
-            .any(|e| !e.is_empty() && (e == "*" || host == e || host.ends_with(&format!(".{e}"))));
-        if bypass {
-            return None;
-        }
-    }
-    let names: &[&'static str] = if url.scheme() == "https" {
-        &["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"]
-    } else {
-        &["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-    };
-    names.iter().copied().find(|n| set(n).is_some())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,22 +312,27 @@ fn credentials_row(c: &Cluster, acquired: &Result<Token, KnoxError>) -> Row {
             "credentials",
             format!("{who} accepted, but Knox refused a new token (see token-limit)"),
         ),
-        Err(
-            e @ (KnoxError::Unauthorized { .. } | KnoxError::Redirect { .. } | KnoxError::Credentials { .. }),
-        ) => Row::new(Mark::Fail, "credentials", format!("{who}: {e}")),
+        // Not `{e}`: it names the file, which `who` already shows only if it exists.
+        Err(KnoxError::Credentials { what, detail, .. }) => {
+            Row::new(Mark::Fail, "credentials", format!("{who}: cannot read the {what}: {detail}"))
+        }
+        Err(e @ (KnoxError::Unauthorized { .. } | KnoxError::Redirect { .. })) => {
+            Row::new(Mark::Fail, "credentials", format!("{who}: {e}"))
+        }
         Err(_) => Row::new(Mark::Skip, "credentials", "Knox did not say (see above)"),
     }
 }
 
+/// The method and the secret's file, shown only if it exists (`secret::shown_path`).
 fn describe_auth(auth: &Auth) -> String {
     match auth {
         Auth::Basic { user, password_file } => {
-            format!("basic user {user} (password_file {})", password_file.display())
+            format!("basic user {user} (password_file {})", shown_path(password_file))
         }
         Auth::Cookie { cookie_file, cookie_name } => {
-            format!("cookie {cookie_name} (cookie_file {})", cookie_file.display())
+            format!("cookie {cookie_name} (cookie_file {})", shown_path(cookie_file))
         }
-        Auth::Bearer { token_file } => format!("bearer (token_file {})", token_file.display()),
+        Auth::Bearer { token_file } => format!("bearer (token_file {})", shown_path(token_file)),
     }
 }
 
@@ -459,7 +368,7 @@ async fn tss_probe(c: &Cluster, client: &KnoxClient) -> Tss {
                 if let Some(s) = field("maximumLifetimeSeconds").and_then(|s| s.parse::<i64>().ok()) {
                     parts.push(match s {
                         s if s < 0 => "knox.token.ttl unlimited".to_owned(),
-                        s => format!("knox.token.ttl {}", human(Duration::from_secs(s as u64))),
+                        s => format!("knox.token.ttl {}", human(Duration::from_secs(s.unsigned_abs()))),
                     });
                 }
                 (enabled, parts.join(", "))
@@ -662,16 +571,16 @@ async fn limit_row(
         Err(why) => return Row::new(Mark::Warn, NAME, format!("cannot count {user}'s tokens: {why}")),
     };
     let knox_now = token.map_or_else(|| epoch_ms(SystemTime::now()), |t| t.knox_now_ms);
-    let mut held = 0;
-    let mut expired = 0;
+    let mut held = 0usize;
+    let mut expired = 0usize;
     for t in list.tokens.iter().filter(|t| Some(t.token_id.as_str()) != own) {
         match t.expiration_long {
-            Some(ms) if ms >= 0 && ms + EVICTION_GRACE_MS <= knox_now => {} // evicted at the next sweep
+            Some(ms) if ms >= 0 && ms.saturating_add(EVICTION_GRACE_MS) <= knox_now => {} // evicted at the next sweep
             Some(ms) if ms >= 0 && ms <= knox_now => {
-                held += 1;
-                expired += 1;
+                held = held.saturating_add(1);
+                expired = expired.saturating_add(1);
             }
-            _ => held += 1,
+            _ => held = held.saturating_add(1),
         }
     }
     let expired_note = if expired > 0 {
@@ -866,361 +775,9 @@ fn shown(url: &Url) -> String {
     u.to_string()
 }
 
-// ---------------------------------------------------------------------------------------------
-// Outputs
-
-/// Per directory: the safety rule, a trial write and rename, the filesystem; then per output
-/// file: its mode and owner, and what group and others get.
-fn output_rows(c: &Cluster) -> Vec<Row> {
-    let mut rows = Vec::new();
-    let mut dirs: Vec<(PathBuf, Vec<&Output>)> = Vec::new();
-    for o in &c.outputs {
-        let dir = parent(&o.path).to_owned();
-        match dirs.iter_mut().find(|(d, _)| *d == dir) {
-            Some((_, list)) => list.push(o),
-            None => dirs.push((dir, vec![o])),
-        }
-    }
-    for (dir, outputs) in &dirs {
-        let meta = fs::metadata(dir).ok().filter(Metadata::is_dir);
-        rows.push(dir_row(dir, outputs));
-        rows.push(write_row(dir, meta.is_some()));
-        rows.push(fs_row(dir));
-        for o in outputs {
-            rows.push(file_row(o, dir, meta.as_ref()));
-        }
-    }
-    rows
-}
-
-fn parent(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-fn dir_row(dir: &Path, outputs: &[&Output]) -> Row {
-    const NAME: &str = "output-dir";
-    let shown = dir.display();
-    match fs::metadata(dir) {
-        Ok(m) if !m.is_dir() => Row::new(Mark::Fail, NAME, format!("{shown} is not a directory")),
-        Ok(m) => {
-            if let Some(e) = outputs.iter().find_map(|o| sink::check_output(&o.path).err()) {
-                return Row::new(Mark::Fail, NAME, e);
-            }
-            let mode = m.mode() & 0o7777;
-            let who = if mode & 0o022 == 0 {
-                "only the owner can write"
-            } else {
-                "sticky and writable by others, like /tmp; the files in it are ours"
-            };
-            Row::new(
-                Mark::Pass,
-                NAME,
-                format!(
-                    "{shown}: mode {mode:04o}, owner {}, group {}; {who}",
-                    user_name(m.uid()),
-                    group_name(m.gid())
-                ),
-            )
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            let Some(ancestor) = dir.ancestors().skip(1).find(|a| a.exists()) else {
-                return Row::new(Mark::Fail, NAME, format!("{shown} does not exist, nor does any parent"));
-            };
-            if ancestor.is_dir() && writable(ancestor) {
-                Row::new(
-                    Mark::Pass,
-                    NAME,
-                    format!(
-                        "{shown} does not exist yet; the keeper will create it mode 0700 under {} (writable)",
-                        ancestor.display()
-                    ),
-                )
-            } else {
-                Row::new(
-                    Mark::Fail,
-                    NAME,
-                    format!(
-                        "{shown} does not exist and {} is not a directory this user (uid {}) can write to: \
-                         create it, e.g. `install -d -m 0750 {shown}`, or set StateDirectory= in the unit",
-                        ancestor.display(),
-                        euid()
-                    ),
-                )
-            }
-        }
-        Err(e) => Row::new(Mark::Fail, NAME, format!("cannot inspect {shown}: {e}")),
-    }
-}
-
-/// Creates a temp file in `dir` and renames it there, as the sink does for every publish.
-/// Same directory means same filesystem, so the rename is atomic; this proves we may do it.
-fn write_row(dir: &Path, exists: bool) -> Row {
-    const NAME: &str = "atomic-write";
-    if !exists {
-        return Row::new(Mark::Skip, NAME, format!("{} does not exist yet", dir.display()));
-    }
-    let trial = || -> io::Result<()> {
-        let tmp = tempfile::Builder::new().prefix(TRIAL_PREFIX).suffix(".tmp").tempfile_in(dir)?;
-        let renamed = dir.join(format!("{TRIAL_PREFIX}{:016x}.renamed", fastrand::u64(..)));
-        tmp.persist_noclobber(&renamed).map_err(|e| e.error)?;
-        fs::remove_file(&renamed)
-    };
-    match trial() {
-        Ok(()) => Row::new(
-            Mark::Pass,
-            NAME,
-            format!("{}: created a temp file and renamed it in place, as each publish does", dir.display()),
-        ),
-        Err(e) => Row::new(
-            Mark::Fail,
-            NAME,
-            format!("{}: cannot create and rename a temp file there: {e}", dir.display()),
-        ),
-    }
-}
-
-fn fs_row(dir: &Path) -> Row {
-    const NAME: &str = "filesystem";
-    let Some(existing) = dir.ancestors().find(|a| a.exists()) else {
-        return Row::new(Mark::Skip, NAME, format!("{} has no existing parent", dir.display()));
-    };
-    let mount = match mount_of(existing) {
-        Ok(Some(m)) => m,
-        Ok(None) => return Row::new(Mark::Skip, NAME, format!("no mount found for {}", existing.display())),
-        Err(e) => return Row::new(Mark::Skip, NAME, format!("cannot read /proc/self/mountinfo: {e}")),
-    };
-    let at = format!("{}: {} mounted at {}", dir.display(), mount.fstype, mount.point.display());
-    match mount.fstype.as_str() {
-        "tmpfs" | "ramfs" => Row::new(
-            Mark::Pass,
-            NAME,
-            format!("{at} (in memory: tokens vanish at reboot, and the keeper acquires new ones at start)"),
-        ),
-        t if NETWORK_FS.contains(&t) || t.starts_with("fuse.sshfs") => Row::new(
-            Mark::Warn,
-            NAME,
-            format!("{at} (a network filesystem: readers on other hosts may see the old file for a while)"),
-        ),
-        _ => Row::new(Mark::Pass, NAME, format!("{at} (persistent)")),
-    }
-}
-
-const NETWORK_FS: &[&str] = &["nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "glusterfs", "lustre"];
-
-struct Mount {
-    point: PathBuf,
-    fstype: String,
-}
-
-/// The mount that holds `path`: the longest mount point that is a prefix of it in
-/// `/proc/self/mountinfo` (the last one wins when mounts are stacked).
-fn mount_of(path: &Path) -> io::Result<Option<Mount>> {
-    let text = fs::read_to_string("/proc/self/mountinfo")?;
-    let path = path.canonicalize()?;
-    let mut best: Option<Mount> = None;
-    for line in text.lines() {
-        // `id parent major:minor root mount-point options [optional...] - fstype source super`
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
-        let Some(point) = pre.split(' ').nth(4) else { continue };
-        let point = PathBuf::from(unescape_mount(point));
-        let fstype = post.split(' ').next().unwrap_or("?").to_owned();
-        let longer = best.as_ref().is_none_or(|b| point.as_os_str().len() >= b.point.as_os_str().len());
-        if path.starts_with(&point) && longer {
-            best = Some(Mount { point, fstype });
-        }
-    }
-    Ok(best)
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space, and so on).
-fn unescape_mount(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
-        {
-            let n = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
-            out.push(n);
-            i += 4;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn file_row(o: &Output, dir: &Path, dir_meta: Option<&Metadata>) -> Row {
-    const NAME: &str = "output";
-    let head = format!("{} ({})", o.path.display(), o.format.as_str());
-    let mut warnings = Vec::new();
-    // Consumers in the group (or others) reach the file only through the directory's x bit.
-    let needs = |class_read: u32| o.mode & class_read != 0;
-    match dir_meta {
-        Some(d) => {
-            let dmode = d.mode() & 0o7777;
-            if needs(0o040) && dmode & 0o011 == 0 {
-                warnings.push(format!(
-                    "the group may read it but cannot enter {} (mode {dmode:04o}): add g+x",
-                    dir.display()
-                ));
-            }
-            if needs(0o004) && dmode & 0o001 == 0 {
-                warnings.push(format!(
-                    "others may read it but cannot enter {} (mode {dmode:04o}): add o+x",
-                    dir.display()
-                ));
-            }
-        }
-        None if needs(0o044) => warnings.push(format!(
-            "the keeper would create {} mode 0700, so only the owner could reach the file: create it \
-             first with group access (`install -d -m 0750`, or StateDirectory=)",
-            dir.display()
-        )),
-        None => {}
-    }
-    let configured = format!("mode {:04o} ({})", o.mode, classes(o.mode));
-    let (mark, detail) = match fs::symlink_metadata(&o.path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            (Mark::Pass, format!("{head}: not published yet; it will be {configured}"))
-        }
-        Err(e) => (Mark::Fail, format!("{head}: cannot inspect it: {e}")),
-        Ok(m) if m.file_type().is_symlink() => {
-            let target =
-                fs::read_link(&o.path).map(|t| t.display().to_string()).unwrap_or_else(|_| "?".into());
-            warnings.push("publishing replaces the link itself with a regular file".to_owned());
-            (Mark::Warn, format!("{head}: is a symlink to {target}"))
-        }
-        Ok(m) if !m.is_file() => (Mark::Fail, format!("{head}: is not a regular file")),
-        Ok(m) if dir_meta.is_some_and(|d| d.dev() != m.dev()) => (
-            Mark::Fail,
-            format!(
-                "{head}: is a mount point (a bind-mounted file?), so renaming a new file over it fails; \
-                 mount the directory instead"
-            ),
-        ),
-        Ok(m) => {
-            let mode = m.mode() & 0o777;
-            let owner = user_name(m.uid());
-            let group = group_name(m.gid());
-            let base = format!("{head}: mode {mode:04o}, owner {owner}, group {group} ({})", classes(mode));
-            if mode & 0o400 == 0 {
-                (Mark::Fail, format!("{base}: its owner cannot read it"))
-            } else {
-                if mode != o.mode {
-                    warnings.push(format!("the config says {:04o}, which the next publish sets", o.mode));
-                }
-                (Mark::Pass, base)
-            }
-        }
-    };
-    if o.mode & 0o400 == 0 {
-        return Row::new(
-            Mark::Fail,
-            NAME,
-            format!("{detail}; mode {:04o} in the config denies its owner read", o.mode),
-        );
-    }
-    let mark = if mark == Mark::Pass && !warnings.is_empty() { Mark::Warn } else { mark };
-    let detail = if warnings.is_empty() { detail } else { format!("{detail}; {}", warnings.join("; ")) };
-    Row::new(mark, NAME, detail)
-}
-
-/// "group: read, others: nothing" for a file mode.
-fn classes(mode: u32) -> String {
-    let what = |bits: u32| match (bits & 4 != 0, bits & 2 != 0) {
-        (true, true) => "read and write",
-        (true, false) => "read",
-        (false, true) => "write only",
-        (false, false) => "nothing",
-    };
-    format!("group: {}, others: {}", what(mode >> 3), what(mode))
-}
-
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// Whether this process may create entries in `dir` (write and search permission for the
-/// effective user, as the kernel would decide).
-fn writable(dir: &Path) -> bool {
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else { return false };
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK | libc::X_OK, libc::AT_EACCESS) == 0 }
-}
-
-/// The user's name (through NSS, so LDAP users resolve too), else the number; "(you)" marks
-/// the effective user.
-fn user_name(uid: u32) -> String {
-    let you = if uid == euid() { " (you)" } else { "" };
-    let mut buf = vec![0 as libc::c_char; 1024];
-    loop {
-        // SAFETY: all-zero is a valid `passwd` (null pointers and zero ids).
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: the pointers are valid for the call and `buf.len()` is the buffer's size.
-        let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return format!("{uid}{you}");
-        }
-        // SAFETY: on success `pw_name` points to a NUL-terminated string inside `buf`.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned();
-        return format!("{name}{you}");
-    }
-}
-
-/// The group's name (through NSS), else the number.
-fn group_name(gid: u32) -> String {
-    let mut buf = vec![0 as libc::c_char; 1024];
-    loop {
-        // SAFETY: all-zero is a valid `group` (null pointers and a zero id).
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: the pointers are valid for the call and `buf.len()` is the buffer's size.
-        let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 4, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
-            return gid.to_string();
-        }
-        // SAFETY: on success `gr_name` points to a NUL-terminated string inside `buf`.
-        return unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mountinfo_escapes() {
-        let check = |s: &str, want: &str| assert_eq!(unescape_mount(s), want, "{s}");
-        check("/", "/");
-        check("/mnt/with\\040space", "/mnt/with space");
-        check("/a\\134b", "/a\\b");
-        check("/trailing\\04", "/trailing\\04");
-    }
-
-    #[test]
-    fn file_classes() {
-        let check = |mode: u32, want: &str| assert_eq!(classes(mode), want, "{mode:o}");
-        check(0o600, "group: nothing, others: nothing");
-        check(0o640, "group: read, others: nothing");
-        check(0o664, "group: read and write, others: read");
-    }
 
     #[test]
     fn verbs_per_flavor() {
@@ -1229,11 +786,5 @@ mod tests {
         check(Op::Revoke, Flavor::V2, "DELETE v2/token/revoke");
         check(Op::Revoke, Flavor::V1Put, "DELETE v1/token/revoke");
         check(Op::Renew, Flavor::V1Post, "POST v1/token/renew");
-    }
-
-    #[test]
-    fn the_root_mount_holds_everything() {
-        let m = mount_of(Path::new("/")).unwrap().expect("/ is mounted");
-        assert_eq!(m.point, Path::new("/"));
     }
 }

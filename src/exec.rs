@@ -161,7 +161,7 @@ async fn token_for(cluster: &Cluster, min_valid: Option<Duration>) -> anyhow::Re
             Some(ms) if ms <= 0 => "the published token has expired".to_owned(),
             Some(ms) => {
                 let required = need.required(cluster, p.lifetime().unwrap_or_default());
-                if ms >= required.as_millis() as i64 {
+                if covers(ms, required) {
                     debug!(cluster = name, token_id = p.token_id.as_deref().unwrap_or("-"), left = %left(ms), "using the published token");
                     return Ok(p.jwt);
                 }
@@ -206,9 +206,15 @@ async fn token_for(cluster: &Cluster, min_valid: Option<Duration>) -> anyhow::Re
     Ok(token.jwt)
 }
 
+/// Whether `ms` milliseconds left cover `required`. `--min-valid` comes from the command line:
+/// a huge one must not wrap around to a negative number that every token covers.
+fn covers(ms: i64, required: Duration) -> bool {
+    i64::try_from(required.as_millis()).is_ok_and(|req| ms >= req)
+}
+
 /// Milliseconds left, for people.
 fn left(ms: i64) -> String {
-    human(Duration::from_millis(ms.max(0) as u64))
+    human(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 /// `cluster` with its requested `lifespan` raised to cover `min_valid`, when it asks for one
@@ -322,8 +328,9 @@ fn forward(pid: libc::pid_t, info: &libc::siginfo_t) {
 /// The child's exit code, or 128 + the signal that killed it, as shells report it.
 fn exit_code(status: ExitStatus) -> u8 {
     match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(signal)) => (128 + signal) as u8,
+        // Exit codes are 0 to 255 on Unix, and signals below 128; out of range is a failure.
+        (Some(code), _) => u8::try_from(code).unwrap_or(1),
+        (None, Some(signal)) => u8::try_from(signal.saturating_add(128)).unwrap_or(1),
         // Neither exited nor killed: only a stopped child reports this, and wait() does not
         // return for one.
         (None, None) => 1,
@@ -345,6 +352,17 @@ mod tests {
         check(libc::SIGKILL, 137);
         // Killed and dumped core: still 128 + the signal.
         check(libc::SIGSEGV | 0x80, 139);
+    }
+
+    #[test]
+    fn huge_min_valid_is_not_covered() {
+        let hour = Duration::from_secs(3600);
+        assert!(covers(3_600_000, hour));
+        assert!(!covers(3_599_999, hour));
+        // 300 million years in ms is above i64::MAX: `as i64` made it negative.
+        let huge = Duration::from_secs(300_000_000 * 365 * 86_400);
+        assert!(!covers(i64::MAX, huge));
+        assert!(!covers(i64::MAX, Duration::MAX));
     }
 
     #[test]

@@ -43,6 +43,15 @@ const REVOKE_ATTEMPTS: u32 = 5;
 /// How long shutdown spends on `revoke_on_exit` revocations.
 const EXIT_REVOKE_BUDGET: Duration = Duration::from_secs(5);
 
+/// After a refresh requested by SIGUSR1 got a token, the next requested one for that cluster
+/// waits this long: a script that sends SIGUSR1 in a loop gets one token per cluster per 10 s,
+/// not one per signal (Knox's per-user limit is 10 by default, docs/knox.md §9.3).
+pub const FORCED_REFRESH_GAP: Duration = Duration::from_secs(10);
+
+/// After a requested refresh failed, the next requested one waits this long: Knox's answer
+/// cost no token, so a retry after fixing a password comes at once, but never in a tight loop.
+const FORCED_RETRY_GAP: Duration = crate::scheduler::MIN_RETRY;
+
 /// What the first round produced, for READY=1 and the readiness log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FirstRound {
@@ -109,6 +118,12 @@ struct Slot {
     stale: Option<String>,
     /// The expired token's files were removed (`remove_expired`).
     expired_removed: bool,
+    /// A refresh was requested (SIGUSR1) and is due at this instant ([`forced_request`]).
+    forced: Option<Instant>,
+    /// The attempt in flight was requested (SIGUSR1).
+    forced_in_flight: bool,
+    /// Requested refreshes wait until then (the gap after the last one).
+    forced_gate: Option<Instant>,
 }
 
 impl Slot {
@@ -298,6 +313,9 @@ impl Keeper {
             lifespan_cap_logged: false,
             stale: None,
             expired_removed: false,
+            forced: None,
+            forced_in_flight: false,
+            forced_gate: None,
         };
         if let Some(token) = token {
             let held = slot.hold(&token);
@@ -331,13 +349,14 @@ impl Keeper {
         // Every cluster may have kept a fresh token from before a restart.
         self.check_first_round();
         loop {
-            let next = [self.queue.first().map(|&(t, _)| t), self.revokes.keys().next().map(|&(t, _)| t)]
-                .into_iter()
-                .flatten()
-                .min();
-            // With a watchdog, wake at least every half interval to ping it.
-            let max_sleep = self.watchdog.map_or(MAX_SLEEP, |(i, _)| MAX_SLEEP.min(i / 2));
-            let wake = next.map_or(Instant::now() + max_sleep, |t| t.min(Instant::now() + max_sleep));
+            // With a watchdog, wake when the next ping is due (counted from the last ping, so
+            // an earlier wake-up does not postpone it).
+            let ping = self.watchdog.map(|(interval, last)| systemd::next_ping(last, interval));
+            let wake =
+                [self.queue.first().map(|&(t, _)| t), self.revokes.keys().next().map(|&(t, _)| t), ping]
+                    .into_iter()
+                    .flatten()
+                    .fold(Instant::now() + MAX_SLEEP, Instant::min);
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
@@ -362,9 +381,10 @@ impl Keeper {
     fn after_wake(&mut self) {
         self.telemetry.loop_ran();
         if let Some((interval, last)) = &mut self.watchdog {
-            if last.elapsed() >= *interval / 2 {
+            let now = Instant::now();
+            if systemd::next_ping(*last, *interval) <= now {
                 systemd::watchdog();
-                *last = Instant::now();
+                *last = now;
             }
         }
         if let Some((path, text)) = self.telemetry.textfile_update(SystemTime::now()) {
@@ -439,6 +459,9 @@ impl Keeper {
             if let Some(f) = &mut slot.failures {
                 f.last = f.last.checked_sub(d).unwrap_or(f.last);
             }
+            for t in [&mut slot.forced, &mut slot.forced_gate].into_iter().flatten() {
+                *t = t.checked_sub(d).unwrap_or(*t);
+            }
         }
         let names: Vec<String> = self.slots.keys().cloned().collect();
         for name in names {
@@ -462,7 +485,7 @@ impl Keeper {
                 error!(cluster = %slot.cluster.name, "the published token has expired and no new one could be acquired");
             }
         }
-        match plan(now, &slot.view(), &slot.cluster.policy) {
+        match with_forced(plan(now, &slot.view(), &slot.cluster.policy), now, slot.forced) {
             Action::Acquire => self.start_attempt(name, Work::Acquire),
             Action::Renew => self.start_attempt(name, Work::Renew),
             Action::WaitUntil(t) => {
@@ -481,8 +504,12 @@ impl Keeper {
             _ => None,
         };
         slot.in_flight = true;
+        // Any attempt absorbs a requested refresh; it counts as requested only if it was due.
+        let forced = slot.forced.take();
+        slot.forced_in_flight = work == Work::Acquire && forced.is_some_and(|t| t <= Instant::now());
         let id = slot.id;
-        let generation = if renew.is_some() { slot.generation } else { slot.generation + 1 };
+        // The generation was read back from the published json: it may be anything.
+        let generation = if renew.is_some() { slot.generation } else { slot.generation.saturating_add(1) };
         let TaskCtx { cluster, client, mut flavor, permits, shutdown, tx } = self.task_ctx(name);
         self.tracker.spawn(async move {
             let result = match renew {
@@ -550,6 +577,14 @@ impl Keeper {
             return;
         }
         slot.in_flight = false;
+        if std::mem::take(&mut slot.forced_in_flight) && !matches!(result, Err(AttemptError::Cancelled)) {
+            let gap = if matches!(result, Ok(Attempted::Acquired(_))) {
+                FORCED_REFRESH_GAP
+            } else {
+                FORCED_RETRY_GAP
+            };
+            slot.forced_gate = Some(Instant::now() + gap);
+        }
         if !slot.attempted {
             slot.attempted = true;
             self.unattempted = self.unattempted.saturating_sub(1);
@@ -561,36 +596,14 @@ impl Keeper {
             Ok(Attempted::Acquired(token)) => {
                 let held = slot.hold(&token);
                 log_published(slot, &token, generation, &held, "token published");
-                if token.legacy && !slot.legacy_logged {
-                    slot.legacy_logged = true;
-                    warn!(
-                        cluster = %slot.cluster.name,
-                        "Knox answered without token_id or managed, so it is older than 1.6: renewal and \
-                         revocation are decided by HTTP status alone, and superseded tokens are revoked by \
-                         their JWT (which only whitelisted callers may do there)"
-                    );
-                }
-                log_lifespan_cap(slot, &token);
-                if let (Some(min_valid), Some(lifetime)) =
-                    (slot.cluster.lifecycle.min_valid, token.lifetime(slot.validation()))
-                {
-                    if lifetime < min_valid {
-                        warn!(
-                            cluster = %slot.cluster.name,
-                            token_id = %token.id(),
-                            "Knox issued a token valid for {}, less than min_valid {}: the topology's \
-                             knox.token.ttl caps the requested lifespan",
-                            human(lifetime),
-                            human(min_valid)
-                        );
-                    }
-                }
+                warn_about_new_token(slot, &token);
                 let published = Published::new(&slot.cluster.name, &token, generation, slot.validation());
                 self.telemetry.published(&slot.cluster.name, &published, false);
                 if let Some(hook) = slot.cluster.on_change.clone() {
                     let (name, telemetry) = (slot.cluster.name.clone(), self.telemetry.clone());
+                    let shutdown = self.shutdown.clone();
                     self.tracker.spawn(async move {
-                        for error in hooks::run(&name, generation, &hook).await {
+                        for error in hooks::run(&name, generation, &hook, &shutdown).await {
                             telemetry.hook_failed(&name);
                             warn!(cluster = %name, "on_change failed: {error}");
                         }
@@ -618,64 +631,10 @@ impl Keeper {
             }
             Ok(Attempted::RenewRefused(reason)) => {
                 self.telemetry.renewal_failed(&slot.cluster.name, reason.code().to_owned());
-                let token_id = slot.token.as_ref().map_or("-", |t| t.id()).to_owned();
-                match reason {
-                    Reason::InvalidToken => error!(
-                        cluster = %slot.cluster.name,
-                        token_id,
-                        "renewal refused: {}; re-acquiring", reason.describe()
-                    ),
-                    _ => {
-                        info!(cluster = %slot.cluster.name, token_id, "renewal refused: {}; re-acquiring", reason.describe())
-                    }
-                }
-                if matches!(reason, Reason::NotAuthorized | Reason::NotExtended) {
-                    if !slot.renew_refused {
-                        warn!(cluster = %slot.cluster.name, "renewal stopped for this cluster: {}; tokens are replaced by re-acquisition instead", reason.describe());
-                    }
-                    slot.renew_refused = true;
-                }
-                // The refresh point has passed (renewal was due): plan() now says acquire.
-                if let Some(h) = &mut slot.held {
-                    h.renewable = false;
-                }
-                slot.failures = None;
+                renew_refused(slot, reason);
             }
             Err(AttemptError::Cancelled) => return,
-            Err(err) => {
-                let (message, status, class) = match &err {
-                    AttemptError::Knox(e) => (e.to_string(), e.status(), e.class()),
-                    AttemptError::Publish(e) => (e.clone(), None, ErrorClass::Transient),
-                    AttemptError::Cancelled => unreachable!("handled above"),
-                };
-                match work {
-                    Work::Acquire => self.telemetry.acquisition_failed(&slot.cluster.name),
-                    Work::Renew => self.telemetry.renewal_failed(
-                        &slot.cluster.name,
-                        status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
-                    ),
-                }
-                let count = slot.failures.map_or(1, |f| f.count.saturating_add(1));
-                slot.failures = Some(Failures { count, last: now, sample: fastrand::f64(), class });
-                let left = match slot.held.and_then(|h| h.expires) {
-                    Some(e) if e > now => {
-                        format!("the last good token stays published, {} left", human(e - now))
-                    }
-                    Some(_) => "the last good token has expired".to_owned(),
-                    None if slot.held.is_some() => "the last good token stays published".to_owned(),
-                    None => "no token is published yet".to_owned(),
-                };
-                let retry_in = match plan(now, &slot.view(), &slot.cluster.policy) {
-                    Action::WaitUntil(t) => human(t - now),
-                    _ => "now".to_owned(),
-                };
-                if class == ErrorClass::Quota || count >= 3 {
-                    error!(cluster = %slot.cluster.name, status, failures = count, retry_in = %retry_in, "refresh failed: {message}; {left}");
-                } else {
-                    warn!(cluster = %slot.cluster.name, status, failures = count, retry_in = %retry_in, "refresh failed: {message}; {left}");
-                }
-                self.mark_stale(&name, &message, now);
-            }
+            Err(err) => self.on_failure(&name, work, &err, now),
         }
         if let Some(old) = superseded {
             self.supersede(&name, old);
@@ -683,6 +642,44 @@ impl Keeper {
         self.replan(&name);
         self.update_status();
         self.check_first_round();
+    }
+
+    /// An attempt failed: count it, log one line, and mark the json stale past the refresh
+    /// point.
+    fn on_failure(&mut self, name: &str, work: Work, err: &AttemptError, now: Instant) {
+        let Some(slot) = self.slots.get_mut(name) else { return };
+        let (message, status, class) = match err {
+            AttemptError::Knox(e) => (e.to_string(), e.status(), e.class()),
+            AttemptError::Publish(e) => (e.clone(), None, ErrorClass::Transient),
+            AttemptError::Cancelled => return,
+        };
+        match work {
+            Work::Acquire => self.telemetry.acquisition_failed(&slot.cluster.name),
+            Work::Renew => self.telemetry.renewal_failed(
+                &slot.cluster.name,
+                status.map_or_else(|| "none".to_owned(), |s| s.to_string()),
+            ),
+        }
+        let count = slot.failures.map_or(1, |f| f.count.saturating_add(1));
+        slot.failures = Some(Failures { count, last: now, sample: fastrand::f64(), class });
+        let left = match slot.held.and_then(|h| h.expires) {
+            Some(e) if e > now => {
+                format!("the last good token stays published, {} left", human(e - now))
+            }
+            Some(_) => "the last good token has expired".to_owned(),
+            None if slot.held.is_some() => "the last good token stays published".to_owned(),
+            None => "no token is published yet".to_owned(),
+        };
+        let retry_in = match plan(now, &slot.view(), &slot.cluster.policy) {
+            Action::WaitUntil(t) => human(t - now),
+            _ => "now".to_owned(),
+        };
+        if class == ErrorClass::Quota || count >= 3 {
+            error!(cluster = %slot.cluster.name, status, failures = count, retry_in = %retry_in, "refresh failed: {message}; {left}");
+        } else {
+            warn!(cluster = %slot.cluster.name, status, failures = count, retry_in = %retry_in, "refresh failed: {message}; {left}");
+        }
+        self.mark_stale(name, &message, now);
     }
 
     /// Past the refresh point with refreshing failing: the json says so, and with
@@ -737,7 +734,10 @@ impl Keeper {
         let now = Instant::now();
         let left =
             old.expires_at(slot.validation()).map_or(Duration::MAX, |e| e.saturating_duration_since(now));
-        let due = now + slot.cluster.lifecycle.revoke_superseded_after.min(left);
+        // A wait too long to add to the clock (an absurd configured value) never comes.
+        let Some(due) = now.checked_add(slot.cluster.lifecycle.revoke_superseded_after.min(left)) else {
+            return;
+        };
         let pending = PendingRevoke {
             cluster: name.to_owned(),
             slot_id: slot.id,
@@ -904,19 +904,39 @@ impl Keeper {
         systemd::status(&line);
     }
 
-    /// SIGUSR1: every cluster not already refreshing acquires a new token now.
+    /// SIGUSR1: every cluster acquires a new token, now or at the end of its gap since the
+    /// last requested refresh ([`forced_request`]). A cluster with an attempt in flight, or a
+    /// requested refresh pending, is left as it is: that one covers this request too.
     fn refresh_all(&mut self) {
-        info!(clusters = self.slots.len(), "refreshing every cluster now");
+        let now = Instant::now();
+        let (mut now_count, mut deferred, mut absorbed) = (0usize, 0usize, 0usize);
         let names: Vec<String> = self.slots.keys().cloned().collect();
         for name in names {
             let Some(slot) = self.slots.get_mut(&name) else { continue };
-            if slot.in_flight {
-                continue;
+            match forced_request(now, slot.in_flight || slot.forced.is_some(), slot.forced_gate) {
+                None => absorbed += 1,
+                Some(at) => {
+                    if at <= now {
+                        now_count += 1;
+                    } else {
+                        deferred += 1;
+                    }
+                    slot.forced = Some(at);
+                    self.replan(&name);
+                }
             }
-            if let Some(due) = slot.due.take() {
-                self.queue.remove(&(due, slot.id));
-            }
-            self.start_attempt(&name, Work::Acquire);
+        }
+        if now_count + deferred > 0 {
+            info!(
+                now = now_count,
+                deferred,
+                already = absorbed,
+                "refresh requested: refreshing {now_count} clusters now, {deferred} when their {}s \
+                 since the last requested refresh are up",
+                FORCED_REFRESH_GAP.as_secs()
+            );
+        } else {
+            debug!(clusters = absorbed, "refresh requested: every cluster is refreshing or has one pending");
         }
     }
 
@@ -1019,6 +1039,31 @@ impl Keeper {
     }
 }
 
+/// When a refresh requested at `now` (SIGUSR1) happens: `None` if the cluster is `busy` (an
+/// attempt in flight, or a requested refresh pending, covers this request too); otherwise now,
+/// or when the gap since the last requested refresh ends (`gate`). Deferred, never dropped.
+fn forced_request(now: Instant, busy: bool, gate: Option<Instant>) -> Option<Instant> {
+    if busy {
+        return None;
+    }
+    Some(gate.map_or(now, |g| g.max(now)))
+}
+
+/// `plan`'s `action` for a cluster with a requested refresh due at `forced`: plan's own action
+/// when it acts now (an attempt absorbs the request; a due request turns a renewal into an
+/// acquisition, which is what was asked for), an acquisition once the request is due, and
+/// otherwise a wake-up at the earlier of the two.
+fn with_forced(action: Action, now: Instant, forced: Option<Instant>) -> Action {
+    let Some(at) = forced else { return action };
+    match action {
+        Action::Acquire => Action::Acquire,
+        _ if at <= now => Action::Acquire,
+        Action::Renew => Action::Renew,
+        Action::WaitUntil(t) => Action::WaitUntil(t.min(at)),
+        Action::Idle => Action::WaitUntil(at),
+    }
+}
+
 /// A token published before this start (by an earlier run, or `once` in an init
 /// container), taken over if it is still fresh and is this cluster's: restarting must not
 /// cost a token of the user's Knox quota. Its schedule is rebuilt from when it arrived.
@@ -1035,7 +1080,9 @@ fn adopt(cluster: &Cluster, p: Published) -> Option<Token> {
             return None;
         }
     }
-    let age = now_wall.duration_since(p.acquired_at).unwrap_or_default();
+    // The schedule runs from when the current expiry was set: the last renewal, else arrival.
+    let since = p.renewed_at.unwrap_or(p.acquired_at);
+    let age = now_wall.duration_since(since).unwrap_or_default();
     Some(Token {
         jwt: p.jwt,
         token_id: p.token_id,
@@ -1047,8 +1094,9 @@ fn adopt(cluster: &Cluster, p: Published) -> Option<Token> {
         target_url: p.target_url,
         legacy: false,
         acquired_at: p.acquired_at,
+        renewed_at: p.renewed_at,
         received: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
-        knox_now_ms: knox::epoch_ms(p.acquired_at) + p.knox_clock_offset_ms,
+        knox_now_ms: knox::epoch_ms(since).saturating_add(p.knox_clock_offset_ms),
         clock_offset_ms: p.knox_clock_offset_ms,
     })
 }
@@ -1074,6 +1122,62 @@ fn log_lifespan_cap(slot: &mut Slot, token: &Token) {
             human(asked)
         );
     }
+}
+
+/// The warnings a new token may call for: an old Knox, a capped lifespan, less than
+/// `min_valid`. Each is said once (per cluster, or per token).
+fn warn_about_new_token(slot: &mut Slot, token: &Token) {
+    if token.legacy && !slot.legacy_logged {
+        slot.legacy_logged = true;
+        warn!(
+            cluster = %slot.cluster.name,
+            "Knox answered without token_id or managed, so it is older than 1.6: renewal and \
+             revocation are decided by HTTP status alone, and superseded tokens are revoked by \
+             their JWT (which only whitelisted callers may do there)"
+        );
+    }
+    log_lifespan_cap(slot, token);
+    if let (Some(min_valid), Some(lifetime)) =
+        (slot.cluster.lifecycle.min_valid, token.lifetime(slot.validation()))
+    {
+        if lifetime < min_valid {
+            warn!(
+                cluster = %slot.cluster.name,
+                token_id = %token.id(),
+                "Knox issued a token valid for {}, less than min_valid {}: the topology's \
+                 knox.token.ttl caps the requested lifespan",
+                human(lifetime),
+                human(min_valid)
+            );
+        }
+    }
+}
+
+/// Knox would not renew the held token: log why, stop renewing for good if it never will,
+/// and let `plan` say acquire.
+fn renew_refused(slot: &mut Slot, reason: Reason) {
+    let token_id = slot.token.as_ref().map_or("-", |t| t.id()).to_owned();
+    match reason {
+        Reason::InvalidToken => error!(
+            cluster = %slot.cluster.name,
+            token_id,
+            "renewal refused: {}; re-acquiring", reason.describe()
+        ),
+        _ => {
+            info!(cluster = %slot.cluster.name, token_id, "renewal refused: {}; re-acquiring", reason.describe())
+        }
+    }
+    if matches!(reason, Reason::NotAuthorized | Reason::NotExtended) {
+        if !slot.renew_refused {
+            warn!(cluster = %slot.cluster.name, "renewal stopped for this cluster: {}; tokens are replaced by re-acquisition instead", reason.describe());
+        }
+        slot.renew_refused = true;
+    }
+    // The refresh point has passed (renewal was due): plan() now says acquire.
+    if let Some(h) = &mut slot.held {
+        h.renewable = false;
+    }
+    slot.failures = None;
 }
 
 /// How much shorter than the requested lifespan a token may be before it counts as capped.
@@ -1219,8 +1323,48 @@ pub fn human(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::human;
-    use std::time::Duration;
+    use super::{forced_request, human, with_forced, Action};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn requested_refreshes_are_coalesced_and_spaced() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // (busy, gate, expected)
+        let cases = [
+            (false, None, Some(t0)),                   // the first request: now
+            (false, Some(t0 - s(1)), Some(t0)),        // the gap is over: now
+            (false, Some(t0 + s(4)), Some(t0 + s(4))), // inside the gap: deferred to its end
+            (true, None, None),                        // in flight or pending: absorbed
+            (true, Some(t0 + s(4)), None),
+        ];
+        for (busy, gate, expected) in cases {
+            assert_eq!(forced_request(t0, busy, gate), expected, "{busy} {gate:?}");
+        }
+    }
+
+    #[test]
+    fn a_requested_refresh_joins_the_plan() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let wait = |d| Action::WaitUntil(t0 + s(d));
+        // (plan's action, requested refresh due, expected)
+        let cases = [
+            (wait(60), None, wait(60)),
+            (Action::Idle, None, Action::Idle),
+            (wait(60), Some(t0), Action::Acquire),
+            (Action::Idle, Some(t0), Action::Acquire),
+            (Action::Renew, Some(t0), Action::Acquire),
+            (wait(60), Some(t0 + s(5)), wait(5)),
+            (wait(3), Some(t0 + s(5)), wait(3)),
+            (Action::Idle, Some(t0 + s(5)), wait(5)),
+            (Action::Renew, Some(t0 + s(5)), Action::Renew),
+            (Action::Acquire, Some(t0 + s(5)), Action::Acquire),
+        ];
+        for (action, forced, expected) in cases {
+            assert_eq!(with_forced(action, t0, forced), expected, "{action:?} {forced:?}");
+        }
+    }
 
     #[test]
     fn human_durations() {

@@ -7,6 +7,11 @@
 //! - `env`: `CDE_TOKEN=<jwt>\n` (systemd `EnvironmentFile=`, `docker --env-file`);
 //! - `shell`: `export CDE_TOKEN='<jwt>'\n` (`source`);
 //! - `json`: one object and a newline (see [`render`]).
+//!
+//! No byte that Knox (or a file read back) supplies can change what a file means: raw,
+//! header, env and shell carry only a token that [`Jwt::parse`] accepted (base64url and two
+//! dots, so nothing to quote), and every string in the json goes through `serde_json`. The
+//! reader applies the same checks to what it reads back, and keeps every number in range.
 
 use std::time::SystemTime;
 
@@ -14,13 +19,15 @@ use anyhow::{bail, Context as _};
 use serde_json::Value;
 
 use crate::config::{Cluster, Format, Validation};
-use crate::knox::{from_epoch_ms, wire, Token};
+use crate::knox::client::MAX_CLOCK_SKEW_MS;
+use crate::knox::{clamp_epoch_ms, epoch_ms, from_epoch_ms, is_token_id, Jwt, Token};
 use crate::secret::Secret;
 
 /// What every format is rendered from: the token and its publish metadata.
 #[derive(Debug, Clone)]
 pub struct Published {
-    /// The JWT.
+    /// The JWT: the bytes of a [`Jwt`] (it comes from a [`Token`] or from [`read_published`],
+    /// which both check it). [`render`] checks it again and renders nothing else.
     pub jwt: Secret,
     /// `token_type`.
     pub token_type: String,
@@ -48,6 +55,9 @@ pub struct Published {
     /// Knox's clock minus this host's, in ms, as measured when the token arrived. The expiry
     /// is on Knox's clock; readers add this to their own clock to compare.
     pub knox_clock_offset_ms: i64,
+    /// When it was last renewed (this host's clock), if ever: its current lifetime starts
+    /// there, not at `acquired_at`.
+    pub renewed_at: Option<SystemTime>,
 }
 
 impl Published {
@@ -68,13 +78,15 @@ impl Published {
             stale: false,
             last_error: None,
             knox_clock_offset_ms: token.clock_offset_ms,
+            renewed_at: token.renewed_at,
         }
     }
 
-    /// From its arrival to its expiry, both on Knox's clock (zero if that makes no sense), or
-    /// `None` if it never expires.
+    /// From its arrival (or its last renewal, which set the expiry anew) to its expiry, both
+    /// on Knox's clock (zero if that makes no sense), or `None` if it never expires.
     pub fn lifetime(&self) -> Option<std::time::Duration> {
-        let issued_ms = crate::knox::epoch_ms(self.acquired_at).saturating_add(self.knox_clock_offset_ms);
+        let since = self.renewed_at.unwrap_or(self.acquired_at);
+        let issued_ms = epoch_ms(since).saturating_add(self.knox_clock_offset_ms);
         let ms = self.expires_at_ms?.saturating_sub(issued_ms);
         Some(std::time::Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
     }
@@ -82,7 +94,8 @@ impl Published {
     /// Time left at `now` (this host's clock, corrected to Knox's by the measured offset), or
     /// `None` if it never expires. Negative when expired.
     pub fn remaining_ms(&self, now: SystemTime) -> Option<i64> {
-        self.expires_at_ms.map(|e| e - (crate::knox::epoch_ms(now) + self.knox_clock_offset_ms))
+        let knox_now = epoch_ms(now).saturating_add(self.knox_clock_offset_ms);
+        self.expires_at_ms.map(|e| e.saturating_sub(knox_now))
     }
 }
 
@@ -92,58 +105,85 @@ impl Published {
 /// `expires_at` (RFC 3339 UTC, or null for never), `expires_at_ms` (epoch ms, or -1),
 /// `jwt_exp` (epoch seconds or null), `managed`, `target_url` (or null), `cluster`,
 /// `generation`, `acquired_at` (RFC 3339 UTC), `knox_clock_offset_ms` (Knox's clock minus
-/// this host's, as measured at acquisition), and, only while refreshing keeps failing past
+/// this host's, as measured at acquisition), `renewed_at` (RFC 3339 UTC, only once the token
+/// has been renewed: its current lifetime starts there), and, only while refreshing keeps failing past
 /// the refresh point, `stale` (true) and `last_error`. `expires_at` is the expiry that
 /// matters to the consumers: the earlier of Knox's `expires_in` and the JWT's `exp`, or the
 /// server-side expiry when they validate through the gateway.
+///
+/// `p.jwt` is checked with [`Jwt::parse`] first. Every way of making a [`Published`] checks
+/// it already, so this cannot fail; if it ever did, the output would be empty (and an error
+/// logged) rather than carry bytes that could change what the file means.
 pub fn render(format: Format, p: &Published, env_var: &str) -> Vec<u8> {
-    let jwt = p.jwt.expose();
-    match format {
-        Format::Raw => jwt.as_bytes().to_vec(),
-        Format::Header => format!("Authorization: Bearer {jwt}\n").into_bytes(),
-        Format::Env => format!("{env_var}={jwt}\n").into_bytes(),
-        // A JWT is base64url and dots: no quote can occur inside, so single quotes suffice.
-        Format::Shell => format!("export {env_var}='{jwt}'\n").into_bytes(),
-        Format::Json => {
-            let s = |v: &str| Value::String(v.to_owned()).to_string();
-            let opt = |v: Option<&str>| v.map_or_else(|| "null".to_owned(), s);
-            let expires_at =
-                p.expires_at_ms.map(|ms| s(&rfc3339(from_epoch_ms(ms)))).unwrap_or_else(|| "null".into());
-            let stale = match (&p.stale, &p.last_error) {
-                (true, e) => format!(",\"stale\":true,\"last_error\":{}", opt(e.as_deref())),
-                (false, _) => String::new(),
-            };
-            format!(
-                "{{\"access_token\":{},\"token_type\":{},\"token_id\":{},\"expires_at\":{},\
-                 \"expires_at_ms\":{},\"jwt_exp\":{},\"managed\":{},\"target_url\":{},\
-                 \"cluster\":{},\"generation\":{},\"acquired_at\":{},\"knox_clock_offset_ms\":{}{stale}}}\n",
-                s(jwt),
-                s(&p.token_type),
-                opt(p.token_id.as_deref()),
-                expires_at,
-                p.expires_at_ms.unwrap_or(-1),
-                p.jwt_exp.map_or_else(|| "null".to_owned(), |e| e.to_string()),
-                p.managed,
-                opt(p.target_url.as_deref()),
-                s(&p.cluster),
-                p.generation,
-                s(&rfc3339(p.acquired_at)),
-                p.knox_clock_offset_ms,
-            )
-            .into_bytes()
+    match Jwt::parse(p.jwt.expose()) {
+        Ok(jwt) => render_checked(format, &jwt, p, env_var),
+        Err(e) => {
+            tracing::error!(cluster = %p.cluster, "not rendering the {} output: the token is not a usable JWT ({e})", format.as_str());
+            Vec::new()
         }
     }
 }
 
-/// RFC 3339 UTC with second precision, e.g. `2026-11-23T04:21:45Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_seconds(t).to_string()
+fn render_checked(format: Format, jwt: &Jwt, p: &Published, env_var: &str) -> Vec<u8> {
+    let jwt = jwt.expose();
+    match format {
+        Format::Raw => jwt.as_bytes().to_vec(),
+        Format::Header => format!("Authorization: Bearer {jwt}\n").into_bytes(),
+        Format::Env => format!("{env_var}={jwt}\n").into_bytes(),
+        // A checked JWT is base64url and dots: no quote can occur inside.
+        Format::Shell => format!("export {env_var}='{jwt}'\n").into_bytes(),
+        Format::Json => render_json(jwt, p).into_bytes(),
+    }
 }
+
+fn render_json(jwt: &str, p: &Published) -> String {
+    let s = |v: &str| Value::String(v.to_owned()).to_string();
+    let opt = |v: Option<&str>| v.map_or_else(|| "null".to_owned(), s);
+    let expires_at =
+        p.expires_at_ms.map(|ms| s(&rfc3339(from_epoch_ms(ms)))).unwrap_or_else(|| "null".into());
+    let stale = match (&p.stale, &p.last_error) {
+        (true, e) => format!(",\"stale\":true,\"last_error\":{}", opt(e.as_deref())),
+        (false, _) => String::new(),
+    };
+    let renewed = p.renewed_at.map_or_else(String::new, |t| format!(",\"renewed_at\":{}", s(&rfc3339(t))));
+    let json = format!(
+        "{{\"access_token\":{},\"token_type\":{},\"token_id\":{},\"expires_at\":{},\
+         \"expires_at_ms\":{},\"jwt_exp\":{},\"managed\":{},\"target_url\":{},\
+         \"cluster\":{},\"generation\":{},\"acquired_at\":{},\"knox_clock_offset_ms\":{}{renewed}{stale}}}",
+        s(jwt),
+        s(&p.token_type),
+        opt(p.token_id.as_deref()),
+        expires_at,
+        p.expires_at_ms.unwrap_or(-1),
+        p.jwt_exp.map_or_else(|| "null".to_owned(), |e| e.to_string()),
+        p.managed,
+        opt(p.target_url.as_deref()),
+        s(&p.cluster),
+        p.generation,
+        s(&rfc3339(p.acquired_at)),
+        p.knox_clock_offset_ms,
+    );
+    format!("{}\n", crate::text::escape_json(&json))
+}
+
+/// RFC 3339 UTC with second precision, e.g. `2026-11-23T04:21:45Z`. Total: a time before
+/// 1970 shows as `1970-01-01T00:00:00Z`, one after 9999 as `9999-12-31T23:59:59Z`.
+pub fn rfc3339(t: SystemTime) -> String {
+    let clamped = from_epoch_ms(clamp_epoch_ms(epoch_ms(t)));
+    humantime::format_rfc3339_seconds(clamped).to_string()
+}
+
+/// The largest generation read back: the largest integer every JSON reader holds exactly.
+const MAX_GENERATION: u64 = 1 << 53;
 
 /// Reads back what `cluster` last published, or `None` if nothing is published yet.
 ///
 /// The json output holds everything; without one, the first other output is read and the
-/// JWT's claims supply the expiry and id.
+/// JWT's claims supply the expiry and id. The file is checked as an answer from Knox is: the
+/// token with [`Jwt::parse`] (a file that fails is an error, never rendered), the id with
+/// [`is_token_id`] (else the JWT's `knox.id`), `token_type` and `target_url` for control
+/// characters, and every number is kept in range (times within 1970 to 9999, the clock
+/// offset within a year, the generation below 2^53).
 pub fn read_published(cluster: &Cluster) -> anyhow::Result<Option<Published>> {
     let output = cluster
         .outputs
@@ -157,36 +197,74 @@ pub fn read_published(cluster: &Cluster) -> anyhow::Result<Option<Published>> {
         Err(e) => return Err(e).with_context(|| format!("reading {}", output.path.display())),
     };
     let text = String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", output.path.display()))?;
-    let parsed = match output.format {
-        Format::Json => parse_json(&text, &cluster.name),
-        f => parse_wrapped(f, &text, &output.env_var, &cluster.name),
-    };
-    parsed.map(Some).with_context(|| {
+    parse_published(output.format, &text, &output.env_var, &cluster.name).map(Some).with_context(|| {
         format!("{} is not a token-keeper {} output", output.path.display(), output.format.as_str())
     })
+}
+
+/// Parses the text of a published file of `format` (the reader behind [`read_published`]),
+/// with every check that function lists.
+pub fn parse_published(
+    format: Format,
+    text: &str,
+    env_var: &str,
+    cluster: &str,
+) -> anyhow::Result<Published> {
+    match format {
+        Format::Json => parse_json(text, cluster),
+        f => parse_wrapped(f, text, env_var, cluster),
+    }
+}
+
+fn checked_jwt(text: &str) -> anyhow::Result<Jwt> {
+    Jwt::parse(text).map_err(|e| anyhow::anyhow!("the token is not a usable JWT: {e}"))
+}
+
+/// Epoch ms for an expiry: clamped into 1970 to 9999, and for an unmanaged token never after
+/// its JWT's `exp` (the gateway checks that, see `Token::expiry_ms`).
+fn bounded_expiry(ms: i64, managed: bool, jwt: &Jwt) -> i64 {
+    let ms = clamp_epoch_ms(ms);
+    match jwt.claims().exp {
+        Some(exp) if !managed => ms.min(exp.saturating_mul(1000)),
+        _ => ms,
+    }
 }
 
 fn parse_json(text: &str, cluster: &str) -> anyhow::Result<Published> {
     let v: Value = serde_json::from_str(text)?;
     let str_of = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    let jwt = str_of("access_token").context("no access_token")?;
+    let jwt = checked_jwt(&str_of("access_token").context("no access_token")?)?;
     let acquired_at = str_of("acquired_at")
         .and_then(|t| humantime::parse_rfc3339(&t).ok())
         .unwrap_or(SystemTime::UNIX_EPOCH);
+    let managed = v.get("managed").and_then(Value::as_bool).unwrap_or(false);
+    let token_id = match str_of("token_id") {
+        Some(id) if is_token_id(&id) => Some(id),
+        Some(_) => jwt.claims().knox_id.clone(),
+        None => None,
+    };
+    let expires_at_ms = v.get("expires_at_ms").and_then(Value::as_i64).filter(|&ms| ms >= 0);
     Ok(Published {
-        jwt: Secret::new(jwt),
-        token_type: str_of("token_type").unwrap_or_else(|| "Bearer".into()),
-        token_id: str_of("token_id"),
-        expires_at_ms: v.get("expires_at_ms").and_then(Value::as_i64).filter(|&ms| ms >= 0),
-        jwt_exp: v.get("jwt_exp").and_then(Value::as_i64),
-        managed: v.get("managed").and_then(Value::as_bool).unwrap_or(false),
-        target_url: str_of("target_url"),
+        jwt: jwt.secret().clone(),
+        token_type: str_of("token_type")
+            .filter(|t| t.len() <= 32 && crate::text::is_plain(t))
+            .unwrap_or_else(|| "Bearer".into()),
+        token_id,
+        expires_at_ms: expires_at_ms.map(|ms| bounded_expiry(ms, managed, &jwt)),
+        jwt_exp: jwt.claims().exp,
+        managed,
+        target_url: str_of("target_url").filter(|u| crate::text::is_plain(u)),
         cluster: str_of("cluster").unwrap_or_else(|| cluster.to_owned()),
-        generation: v.get("generation").and_then(Value::as_u64).unwrap_or(0),
+        generation: v.get("generation").and_then(Value::as_u64).unwrap_or(0).min(MAX_GENERATION),
         acquired_at,
         stale: v.get("stale").and_then(Value::as_bool).unwrap_or(false),
-        last_error: str_of("last_error"),
-        knox_clock_offset_ms: v.get("knox_clock_offset_ms").and_then(Value::as_i64).unwrap_or(0),
+        last_error: str_of("last_error").map(|e| crate::text::escape(&e).into_owned()),
+        renewed_at: str_of("renewed_at").and_then(|t| humantime::parse_rfc3339(&t).ok()),
+        knox_clock_offset_ms: v
+            .get("knox_clock_offset_ms")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
+            .clamp(-MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_MS),
     })
 }
 
@@ -204,15 +282,13 @@ fn parse_wrapped(format: Format, text: &str, env_var: &str, cluster: &str) -> an
         Format::Json => None,
     };
     let Some(jwt) = jwt.filter(|j| !j.is_empty()) else { bail!("unexpected layout") };
-    let claims = jsonwebtoken::dangerous::insecure_decode::<wire::Claims>(jwt)
-        .map_err(|e| anyhow::anyhow!("the token is not a JWT ({e})"))?
-        .claims;
-    let jwt_exp = claims.exp.and_then(|v| v.as_i64());
+    let jwt = checked_jwt(jwt)?;
+    let jwt_exp = jwt.claims().exp;
     Ok(Published {
-        jwt: Secret::new(jwt),
+        jwt: jwt.secret().clone(),
         token_type: "Bearer".into(),
-        token_id: claims.knox_id,
-        expires_at_ms: jwt_exp.map(|s| s * 1000),
+        token_id: jwt.claims().knox_id.clone(),
+        expires_at_ms: jwt_exp.map(|s| clamp_epoch_ms(s.saturating_mul(1000))),
         jwt_exp,
         managed: false,
         target_url: None,
@@ -221,6 +297,7 @@ fn parse_wrapped(format: Format, text: &str, env_var: &str, cluster: &str) -> an
         acquired_at: SystemTime::UNIX_EPOCH,
         stale: false,
         last_error: None,
+        renewed_at: None,
         knox_clock_offset_ms: 0,
     })
 }

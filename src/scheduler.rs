@@ -7,6 +7,13 @@
 //! All instants are monotonic (`Instant`) and were derived from Knox's clock at the moment
 //! the token arrived (see `knox::Token::lifetime`), so a wall-clock jump on this host cannot
 //! make a token look fresher or staler than it is.
+//!
+//! No arithmetic here can panic, whatever the inputs: instants move forward only through
+//! [`later`] (which saturates at [`FAR_FUTURE`] ahead, and at the end of the clock's range),
+//! shares of a duration go through [`share`] (which clamps the fraction and ignores NaN),
+//! and durations add and multiply saturating. The config bounds every value well below
+//! where this matters (`config::limits`); `plan` holds even without them, as the property
+//! tests in `scheduler/tests.rs` check with extreme values.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +27,39 @@ pub const MIN_RETRY: Duration = Duration::from_millis(100);
 /// says, so no combination of `refresh_fraction` and `jitter` can make the keeper re-acquire
 /// in a loop.
 pub const MIN_TOKEN_AGE: Duration = Duration::from_secs(1);
+/// The furthest ahead `plan` ever schedules (about a century): an instant further out is
+/// "never" for a daemon, and instants that far ahead may not be representable.
+pub const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// `t + d`, except that `d` counts as at most [`FAR_FUTURE`], and that near the end of the
+/// monotonic clock's range the result is the last instant that can be represented. Never
+/// panics, unlike `t + d`.
+pub fn later(t: Instant, d: Duration) -> Instant {
+    let d = d.min(FAR_FUTURE);
+    if let Some(at) = t.checked_add(d) {
+        return at;
+    }
+    // Only within a century of the clock's end: approach the last representable instant.
+    // Each step size succeeds at most once before it is halved, so this ends in at most
+    // about 2 × 62 rounds.
+    let (mut at, mut step) = (t, d);
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => step = step.checked_div(2).unwrap_or_default(),
+        }
+    }
+    at
+}
+
+/// `fraction` of `d`, with the fraction clamped to [0, 1] and NaN taken as 0: never more than
+/// `d`, and never a panic (`Duration::mul_f64` panics on a negative, NaN or overflowing
+/// result).
+pub fn share(d: Duration, fraction: f64) -> Duration {
+    let f = if fraction.is_nan() { 0.0 } else { fraction.clamp(0.0, 1.0) };
+    // Same arithmetic as `mul_f64`, so results are identical where it would not panic.
+    Duration::try_from_secs_f64(f * d.as_secs_f64()).map_or(d, |s| s.min(d))
+}
 
 /// Refresh policy of one cluster (config keys of the same names).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,8 +85,8 @@ impl Policy {
     /// the lifetime when the lifetime is shorter than twice that, so a short-lived token is
     /// refreshed at mid-life instead of immediately (which would loop).
     pub fn margin(&self, lifetime: Duration) -> Duration {
-        if lifetime < self.min_remaining * 2 {
-            lifetime / 2
+        if lifetime < self.min_remaining.saturating_mul(2) {
+            half(lifetime)
         } else {
             self.min_remaining
         }
@@ -85,17 +125,17 @@ impl Held {
     /// The point at which a token is replaced when all goes well.
     pub fn refresh_at(&self, policy: &Policy) -> Option<Instant> {
         let lifetime = self.lifetime()?;
-        let by_fraction = lifetime.mul_f64(policy.refresh_fraction);
-        let by_margin = lifetime - policy.margin(lifetime);
-        let jitter = lifetime.mul_f64(policy.jitter * self.jitter_sample.clamp(0.0, 1.0));
-        let floor = MIN_TOKEN_AGE.min(lifetime / 2);
-        Some(self.issued + by_fraction.min(by_margin).saturating_sub(jitter).max(floor))
+        let by_fraction = share(lifetime, policy.refresh_fraction);
+        let by_margin = lifetime.saturating_sub(policy.margin(lifetime));
+        let jitter = share(lifetime, policy.jitter * self.jitter_sample.clamp(0.0, 1.0));
+        let floor = MIN_TOKEN_AGE.min(half(lifetime));
+        Some(later(self.issued, by_fraction.min(by_margin).saturating_sub(jitter).max(floor)))
     }
 
     /// The last point at which replacing it still leaves the full margin.
     pub fn last_safe(&self, policy: &Policy) -> Option<Instant> {
         let lifetime = self.lifetime()?;
-        Some(self.issued + (lifetime - policy.margin(lifetime)))
+        Some(later(self.issued, lifetime.saturating_sub(policy.margin(lifetime))))
     }
 
     /// The same token after a host suspend of `d`: monotonic time did not count the sleep,
@@ -182,21 +222,27 @@ pub enum Action {
 /// below the class's floor. For transient failures: ~1 s, doubling, at most 5 minutes.
 pub fn backoff(count: u32, sample: f64, class: ErrorClass) -> Duration {
     let (base, cap, floor) = class.params();
-    let exp = base.saturating_mul(1u32 << count.saturating_sub(1).min(16)).min(cap);
-    exp.mul_f64(sample.clamp(0.0, 1.0)).max(floor)
+    let doublings = count.saturating_sub(1).min(16);
+    let exp = base.saturating_mul(2u32.saturating_pow(doublings)).min(cap);
+    share(exp, sample).max(floor)
+}
+
+/// Half of `d` (rounded down), spelled so that no lint has to wonder about division.
+fn half(d: Duration) -> Duration {
+    d.checked_div(2).unwrap_or_default()
 }
 
 /// Decides the next step for one cluster. Pure: same inputs, same answer.
 pub fn plan(now: Instant, view: &View, policy: &Policy) -> Action {
     let due = match (view.failures, view.held) {
         (Some(f), held) => {
-            let mut retry = f.last + backoff(f.count, f.sample, f.class);
+            let mut retry = later(f.last, backoff(f.count, f.sample, f.class));
             // While a good token is published, do not sleep past the points that matter for
             // it: the last safe refresh point, then its expiry.
             if let Some(h) = held {
                 let limits = [h.last_safe(policy), h.expires];
                 if let Some(limit) = limits.into_iter().flatten().find(|&t| t > f.last) {
-                    retry = retry.min(limit.max(f.last + MIN_RETRY));
+                    retry = retry.min(limit.max(later(f.last, MIN_RETRY)));
                 }
             }
             retry

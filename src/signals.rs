@@ -5,7 +5,9 @@
 //! - SIGTERM → shutdown: what systemd and container runtimes send to stop a service.
 //! - SIGINT → shutdown: Ctrl-C in a terminal (`token-keeper demo`).
 //! - SIGUSR1 → refresh every cluster now: for an operator who rotated a password or wants a
-//!   new token without waiting.
+//!   new token without waiting. Requests are coalesced, here and in the keeper, which also
+//!   spaces them out per cluster (`keeper::FORCED_REFRESH_GAP`), so a loop sending SIGUSR1
+//!   cannot run through the user's Knox token quota.
 //!
 //! The handlers are installed by [`install`] before anything else starts, so a SIGHUP that
 //! arrives during start-up is queued instead of killing the process (its default action).
@@ -39,7 +41,17 @@ pub async fn run(mut signals: Signals, control: mpsc::Sender<Control>, shutdown:
             SIGINT => Control::Shutdown { cause: "SIGINT" },
             _ => continue,
         };
-        if control.send(message).await.is_err() {
+        // A refresh request is coalesced here already: when the channel is full, the messages
+        // in it are being handled and this one is dropped, so a SIGUSR1 flood never makes a
+        // later SIGTERM wait behind it. The keeper spaces out what gets through.
+        let sent = match message {
+            Control::Refresh => match control.try_send(message) {
+                Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+                Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+            },
+            _ => control.send(message).await.map_err(|_| ()),
+        };
+        if sent.is_err() {
             break;
         }
     }

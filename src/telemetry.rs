@@ -118,7 +118,7 @@ impl Telemetry {
         self.with(|s| {
             let c = s.clusters.entry(cluster.to_owned()).or_default();
             c.published = true;
-            c.expires_local_ms = p.expires_at_ms.map(|ms| ms - p.knox_clock_offset_ms);
+            c.expires_local_ms = p.expires_at_ms.map(|ms| ms.saturating_sub(p.knox_clock_offset_ms));
             c.generation = p.generation;
             c.clock_offset_ms = p.knox_clock_offset_ms;
             c.last_success_ms = Some(epoch_ms(SystemTime::now()));
@@ -187,14 +187,16 @@ impl Telemetry {
                     let reason = if !c.published {
                         "no token published yet".to_owned()
                     } else {
-                        match c.expires_local_ms.map(|e| e - now_ms) {
+                        match c.expires_local_ms.map(|e| e.saturating_sub(now_ms)) {
                             None => return None,
                             Some(left) if left <= 0 => "the published token has expired".to_owned(),
-                            Some(left) if left < c.min_remaining.as_millis() as i64 => format!(
-                                "the published token has {} left, less than min_remaining {}",
-                                crate::keeper::human(Duration::from_millis(left as u64)),
-                                crate::keeper::human(c.min_remaining)
-                            ),
+                            Some(left) if u128::from(left.unsigned_abs()) < c.min_remaining.as_millis() => {
+                                format!(
+                                    "the published token has {} left, less than min_remaining {}",
+                                    crate::keeper::human(Duration::from_millis(left.unsigned_abs())),
+                                    crate::keeper::human(c.min_remaining)
+                                )
+                            }
                             Some(_) => return None,
                         }
                     };
@@ -230,7 +232,9 @@ impl Telemetry {
                 "gauge",
                 "Time left on the published token.",
                 per(&|c| {
-                    c.published.then(|| c.expires_local_ms.map_or("+Inf".into(), |ms| secs(ms - now_ms)))
+                    c.published.then(|| {
+                        c.expires_local_ms.map_or("+Inf".into(), |ms| secs(ms.saturating_sub(now_ms)))
+                    })
                 }),
             );
             let mut acq = Vec::new();
@@ -373,6 +377,7 @@ path = "/tmp/b/token"
             acquired_at: SystemTime::UNIX_EPOCH,
             stale: false,
             last_error: None,
+            renewed_at: None,
             knox_clock_offset_ms: offset,
         }
     }
@@ -393,6 +398,16 @@ path = "/tmp/b/token"
         t.published("a", &published(Some(8_300_000), 7_200_000), false);
         assert!(t.not_ready(now).is_empty());
         assert!(t.not_ready(now + Duration::from_secs(200)).iter().any(|n| n.reason.contains("expired")));
+    }
+
+    #[test]
+    fn absurd_times_do_not_overflow() {
+        let t = Telemetry::new(&config());
+        t.published("a", &published(Some(i64::MAX), i64::MIN), false);
+        t.published("b", &published(Some(i64::MIN), i64::MAX), false);
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(500);
+        let _ = t.not_ready(now);
+        let _ = t.render(now);
     }
 
     #[test]

@@ -1,13 +1,27 @@
 //! Config parsing: every shipped file loads, unknown keys are rejected by name, secrets are
-//! never echoed, and each validation names its input.
+//! never echoed, and each validation names its input. `hostile.rs` holds the tests of values
+//! the daemon could not run with, of secrets pasted into the wrong key, and of config paths
+//! that are not regular files.
+
+use std::sync::OnceLock;
 
 use super::*;
 
+mod hostile;
+
+/// A `$CREDENTIALS_DIRECTORY` holding the credential `vc-prod`, as systemd would fill it.
+fn credentials_dir() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::File::options().write(true).create_new(true).open(dir.path().join("vc-prod")).unwrap();
+        dir
+    })
+    .path()
+}
+
 fn env() -> Env {
-    Env {
-        home: Some(PathBuf::from("/home/alice")),
-        credentials_dir: Some(PathBuf::from("/run/credentials/tk")),
-    }
+    Env { home: Some(PathBuf::from("/home/alice")), credentials_dir: Some(credentials_dir().to_owned()) }
 }
 
 const MINIMAL: &str = r#"
@@ -204,7 +218,10 @@ fn validation_errors_name_the_input() {
         &format!("{MINIMAL}[[cluster.output]]\npath = \"/t\"\n[[cluster.output]]\npath = \"/t\"\n"),
         "published twice",
     );
-    check_err("max_concurrent_requests = 0\n", "max_concurrent_requests: must be at least 1");
+    check_err(
+        "max_concurrent_requests = 0\n",
+        "max_concurrent_requests: 0 is out of range (allowed: 1 to 1024)",
+    );
     check_err("", "no [[cluster]] is configured");
     check_err("[[cluster]\n", "test.toml:1:");
     let no_home = Config::from_toml(MINIMAL, "t.toml", &Env { home: None, credentials_dir: None })
@@ -223,14 +240,22 @@ fn loopback_http_is_allowed_for_the_simulator() {
 
 #[test]
 fn resolved_config_prints_file_names_not_secrets() {
-    let c = parse(MINIMAL).unwrap();
+    let password = credentials_dir().join("vc-prod");
+    let text = MINIMAL.replace("~/.cde/password", password.to_str().unwrap());
+    let c = parse(&text).unwrap();
     let shown = c.to_string();
-    assert!(shown.contains("password_file = \"/home/alice/.cde/password\""), "{shown}");
+    assert!(
+        shown.contains(&format!("password_file = {:?}  # contents redacted", password.display().to_string()))
+    );
     assert!(shown.contains("refresh_fraction = 0.8"), "{shown}");
     assert!(shown.contains("mode = \"0600\""), "{shown}");
     // The printed form is itself valid config (apart from the defaults we spell out).
     let again = Config::from_toml(&shown, "printed", &env()).unwrap();
     assert_eq!(again.clusters, c.clusters);
+    // A file that does not exist is not named: the "path" may be a pasted secret.
+    let shown = parse(MINIMAL).unwrap().to_string();
+    assert!(!shown.contains("/home/alice/.cde/password"), "{shown}");
+    assert!(shown.contains(&format!("# password_file = {}", crate::secret::NOT_SHOWN)), "{shown}");
 }
 
 #[test]
@@ -304,7 +329,7 @@ fn server_on_change_and_credentials() {
     );
     assert_eq!(
         cl.auth,
-        Auth::Basic { user: "alice".into(), password_file: "/run/credentials/tk/vc-prod".into() }
+        Auth::Basic { user: "alice".into(), password_file: credentials_dir().join("vc-prod") }
     );
     // A cluster's own on_change replaces the default one.
     let own = text.replace(

@@ -4,6 +4,9 @@
 //! §5.1): a message with a quote in it makes invalid JSON, and Knox before 1.6 sends no
 //! `code`. So the body is parsed as JSON when it is JSON, and read field by field when it is
 //! not; when even that fails, the HTTP status decides.
+//!
+//! What comes out is safe to use as it is: the message is escaped and shortened for logs and
+//! terminals, and the expiry is clamped into 1970 to 9999.
 
 use serde_json::Value;
 
@@ -12,16 +15,54 @@ use serde_json::Value;
 pub struct Answer {
     /// `renewed`, `revoked` or `setEnabledFlag`: "true" or "false".
     pub ok: Option<bool>,
-    /// `expires` (epoch ms, a JSON *string*) on a successful renewal.
+    /// `expires` (epoch ms, a JSON *string*) on a successful renewal, clamped into
+    /// `0..=`[`super::MAX_EPOCH_MS`] (with a warning).
     pub expires: Option<i64>,
-    /// `error`, the message.
+    /// `error`, the message: escaped ([`crate::text::escape`]) and at most
+    /// [`MAX_MESSAGE`] characters, so it can be logged and printed as it is.
     pub error: Option<String>,
     /// `code` (docs/knox.md §5.2); absent before Knox 1.6.
     pub code: Option<i64>,
 }
 
+/// The longest Knox message kept, in characters.
+pub const MAX_MESSAGE: usize = 300;
+
 /// Reads `body`, tolerating Knox's unescaped, hand-made JSON.
 pub fn parse(body: &str) -> Answer {
+    let Raw { ok, expires, error, code } = parse_raw(body);
+    Answer {
+        ok,
+        expires: expires.as_deref().and_then(expiry_ms),
+        error: error.map(|e| crate::text::quote(&e, MAX_MESSAGE)),
+        code,
+    }
+}
+
+/// `expires` as epoch ms, clamped into 1970 to 9999; a fraction is floored.
+fn expiry_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    // `as` saturates: a float past i64 becomes i64::MAX, clamped below.
+    let ms = text.parse::<i64>().ok().or_else(|| {
+        let f = text.parse::<f64>().ok().filter(|f| f.is_finite())?;
+        Some(f.floor() as i64)
+    })?;
+    let clamped = super::clamp_epoch_ms(ms);
+    if clamped != ms {
+        tracing::warn!("Knox's renewal answer has expires {ms}, outside 1970 to 9999: clamped to {clamped}");
+    }
+    Some(clamped)
+}
+
+/// The fields as Knox wrote them.
+struct Raw {
+    ok: Option<bool>,
+    expires: Option<String>,
+    error: Option<String>,
+    code: Option<i64>,
+}
+
+fn parse_raw(body: &str) -> Raw {
     if let Ok(Value::Object(map)) = serde_json::from_str::<Value>(body) {
         let text = |k: &str| match map.get(k) {
             Some(Value::String(s)) => Some(s.clone()),
@@ -33,17 +74,18 @@ pub fn parse(body: &str) -> Answer {
             .iter()
             .find_map(|k| text(k))
             .map(|v| v.eq_ignore_ascii_case("true"));
-        return Answer {
+        return Raw {
             ok,
-            expires: text("expires").and_then(|v| v.trim().parse().ok()),
+            expires: text("expires"),
             error: text("error"),
             code: map.get("code").and_then(Value::as_i64),
         };
     }
     // Not JSON: read the fields the way Knox writes them, `"name": "value"` / `"code": 30`.
     let field = |name: &str| -> Option<String> {
-        let start = body.find(&format!("\"{name}\""))? + name.len() + 2;
-        let rest = body[start..].trim_start().strip_prefix(':')?.trim_start();
+        let key = format!("\"{name}\"");
+        let rest = body.get(body.find(&key)?..)?.strip_prefix(&key)?;
+        let rest = rest.trim_start().strip_prefix(':')?.trim_start();
         match rest.strip_prefix('"') {
             // The value runs to the quote that ends its line (the message may hold quotes).
             Some(s) => {
@@ -62,9 +104,9 @@ pub fn parse(body: &str) -> Answer {
         .iter()
         .find_map(|k| field(k))
         .map(|v| v.eq_ignore_ascii_case("true"));
-    Answer {
+    Raw {
         ok,
-        expires: field("expires").and_then(|v| v.parse().ok()),
+        expires: field("expires"),
         error: field("error"),
         code: field("code").and_then(|v| v.parse().ok()),
     }
@@ -222,6 +264,30 @@ mod tests {
         check("{\"setEnabledFlag\": \"true\", \"isEnabled\": \"false\"}", a(Some(true), None, None, None));
         check("<html><body>Error 405</body></html>", Answer::default());
         check("", Answer::default());
+    }
+
+    #[test]
+    fn knox_messages_are_safe_to_print() {
+        for body in [
+            "{\"renewed\":\"false\",\"error\":\"x\\u001b[2J\\n2030-01-01 forged\\u202e\",\"code\":30}",
+            "{\n  \"revoked\": \"false\",\n  \"error\": \"Unknown token: \u{1b}[2J \"q\" \u{9b}\",\n  \"code\": 50\n}\n",
+        ] {
+            let error = parse(body).error.unwrap();
+            assert!(!error.chars().any(|c| c.is_control() || c == '\u{202e}'), "{error:?}");
+        }
+        let long = format!("{{\"error\": \"{}\"}}", "x".repeat(100_000));
+        assert!(parse(&long).error.unwrap().len() < 1_000);
+    }
+
+    #[test]
+    fn absurd_renewal_expiries_are_clamped() {
+        let end = Some(253_402_300_799_999);
+        assert_eq!(parse(r#"{"renewed":"true","expires":"99999999999999999"}"#).expires, end);
+        assert_eq!(
+            parse("{\n  \"renewed\": \"true\",\n  \"expires\": \"9999999999999999999999\"\n}").expires,
+            end
+        );
+        assert_eq!(parse(r#"{"renewed":"true","expires":-7}"#).expires, Some(0));
     }
 
     #[test]

@@ -4,6 +4,10 @@
 //! the same gateway share a connection pool. Redirects are never followed (docs/knox.md §7.3:
 //! a 302 means "go to browser SSO"), every request has a timeout, and certificate checks are
 //! on unless the cluster turned them off.
+//!
+//! Every body is read by `KnoxClient::read_body`, which stops at [`MAX_BODY`], and every answer
+//! is checked where it is parsed (`parse_token`): the token's bytes, the strings that
+//! reach logs, and the times (see the `knox` module docs).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,13 +20,25 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use super::error::snippet;
-use super::{epoch_ms, wire, Expiry, KnoxError, Token};
+use super::{epoch_ms, is_token_id, wire, Expiry, Jwt, KnoxError, Token, MAX_EPOCH_MS};
 use crate::config::{Auth, Cluster, Transport, Validation};
 use crate::secret::Secret;
+use crate::text;
 
 /// Knox answers in well under a second; connecting should not take longer than this even
 /// when the request timeout is generous.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The most of any body read from Knox: its answers are a few KiB (a token list of a few
+/// hundred tokens stays well below). Reading stops as soon as a body passes it.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// [`MAX_BODY`] for messages.
+const MAX_BODY_TEXT: &str = "1 MiB";
+
+/// A `Date` header further than this from our clock is a broken clock or a broken proxy, not
+/// a measurement: it is ignored, with a warning.
+pub const MAX_CLOCK_SKEW_MS: i64 = 365 * 86_400_000;
 
 /// A client for one [`Transport`]. Cheap to clone (the pool is shared).
 #[derive(Clone, Debug)]
@@ -95,12 +111,12 @@ impl KnoxClient {
         let acquired_at = SystemTime::now();
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.text().await.map_err(|e| self.transport_error(&shown, &e))?;
+        let body = self.read_body(response, &shown).await?;
         tracing::debug!(
             cluster = %cluster.name,
             url = %shown,
             status = status.as_u16(),
-            latency_ms = started.elapsed().as_millis() as u64,
+            latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
             "knox answered"
         );
         let knox_now_ms = knox_clock(headers.get(DATE).and_then(|v| v.to_str().ok()), acquired_at);
@@ -108,9 +124,36 @@ impl KnoxClient {
         parse_token(&body, knox_now_ms, received, acquired_at).map_err(|reason| KnoxError::UnexpectedBody {
             url: shown,
             status,
+            snippet: if body.contains("access_token") {
+                "(body not shown: it carries a token)".to_owned()
+            } else {
+                snippet(&body)
+            },
             reason,
-            snippet: snippet(&body),
         })
+    }
+
+    /// Reads `response`'s body chunk by chunk, and gives up as soon as it passes
+    /// [`MAX_BODY`] (announced or not), so an endless body costs at most that much memory.
+    async fn read_body(&self, mut response: reqwest::Response, url: &str) -> Result<String, KnoxError> {
+        let too_large = |status| KnoxError::UnexpectedBody {
+            url: url.to_owned(),
+            status,
+            reason: format!("its body is larger than the {MAX_BODY_TEXT} limit (reading stopped there)"),
+            snippet: "(body not shown)".to_owned(),
+        };
+        let status = response.status();
+        if response.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(too_large(status));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.transport_error(url, &e))? {
+            if chunk.len() > MAX_BODY.saturating_sub(body.len()) {
+                return Err(too_large(status));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     /// Sends `body` to the `op` endpoint, trying the API flavours from `flavor` on (404 →
@@ -142,7 +185,7 @@ impl KnoxClient {
                 .map_err(|e| self.transport_error(&shown, &e))?;
             let status = response.status();
             let headers = response.headers().clone();
-            let text = response.text().await.map_err(|e| self.transport_error(&shown, &e))?;
+            let text = self.read_body(response, &shown).await?;
             tracing::debug!(cluster = %cluster.name, url = %shown, op = op.path(), status = status.as_u16(), "knox answered");
             let next = match (status, *flavor) {
                 (StatusCode::NOT_FOUND, Flavor::V2) => Some(Flavor::V1Put),
@@ -181,7 +224,7 @@ impl KnoxClient {
         let response = request.send().await.map_err(|e| self.transport_error(&shown, &e))?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().await.map_err(|e| self.transport_error(&shown, &e))?;
+        let text = self.read_body(response, &shown).await?;
         if status.is_redirection()
             || status == StatusCode::UNAUTHORIZED
             || status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE
@@ -199,7 +242,7 @@ impl KnoxClient {
         let request = with_auth(self.http.get(url).header(ACCEPT, "application/json"), &cluster.auth)?;
         let response = request.send().await.map_err(|e| self.transport_error(&shown, &e))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| self.transport_error(&shown, &e))?;
+        let text = self.read_body(response, &shown).await?;
         tracing::debug!(cluster = %cluster.name, url = %shown, status = status.as_u16(), "knox answered");
         Ok((status, text))
     }
@@ -216,6 +259,8 @@ impl KnoxClient {
             detail.push_str(&s.to_string());
             source = s.source();
         }
+        // The chain may quote what the peer sent (a malformed header): shown escaped.
+        let detail = text::escape(&detail).into_owned();
         if detail.contains("certificate") {
             return KnoxError::Tls { url: url.to_owned(), detail };
         }
@@ -306,7 +351,9 @@ pub fn api_url(token_url: &Url, v2: bool, tail: &str) -> Url {
 
 /// Reads the extra CA certificates of `ca_file`; fails if there is none.
 pub fn load_ca_file(ca: &Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
-    let pem = std::fs::read(ca).with_context(|| format!("reading ca_file {}", ca.display()))?;
+    // Read on the async thread at every reload: a regular file only, never blocking, bounded.
+    let pem = crate::config::read_regular_file(ca, 1 << 20)
+        .with_context(|| format!("reading ca_file {}", ca.display()))?;
     let certs = reqwest::Certificate::from_pem_bundle(&pem)
         .with_context(|| format!("ca_file {} is not a PEM certificate bundle", ca.display()))?;
     if certs.is_empty() {
@@ -337,7 +384,7 @@ fn check_status(
         let location = headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
-            .map(|l| l.split('?').next().unwrap_or(l).to_owned())
+            .map(|l| text::quote(l.split('?').next().unwrap_or(l), 300))
             .unwrap_or_else(|| "(no Location)".to_owned());
         return Err(KnoxError::Redirect { url, status, location });
     }
@@ -346,7 +393,7 @@ fn check_status(
             .get(WWW_AUTHENTICATE)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_whitespace().next())
-            .map(str::to_owned);
+            .map(|scheme| text::quote(scheme, 40));
         return Err(KnoxError::Unauthorized { url, challenge });
     }
     // The limit answer is not JSON: `{ "Unable to get token - token limit exceeded." }`.
@@ -366,20 +413,32 @@ fn check_status(
 
 /// Knox's clock at the answer, in epoch ms. The `Date` header has one-second resolution: when
 /// it agrees with our clock to within that, our clock (ms precision) is the better estimate;
-/// otherwise Knox's clock is off and the middle of the `Date` second is used.
-fn knox_clock(date: Option<&str>, local: SystemTime) -> i64 {
+/// otherwise Knox's clock is off and the middle of the `Date` second is used. A `Date` more
+/// than [`MAX_CLOCK_SKEW_MS`] away from our clock is ignored, with a warning: a token's
+/// lifetime measured against it would be decades off.
+pub(crate) fn knox_clock(date: Option<&str>, local: SystemTime) -> i64 {
     let local_ms = epoch_ms(local);
     let Some(date_ms) = date.and_then(|d| httpdate::parse_http_date(d).ok()).map(epoch_ms) else {
         return local_ms;
     };
-    if (date_ms..date_ms + 1000).contains(&local_ms) {
+    let skew = date_ms.saturating_sub(local_ms);
+    if skew.unsigned_abs() > MAX_CLOCK_SKEW_MS.unsigned_abs() {
+        tracing::warn!(
+            "Knox's Date header ({}) is more than a year away from this host's clock: it is ignored, \
+             and lifetimes are measured on this host's clock",
+            text::quote(date.unwrap_or_default(), 64)
+        );
+        return local_ms;
+    }
+    if (0..1000).contains(&local_ms.saturating_sub(date_ms)) {
         local_ms
     } else {
-        date_ms + 500
+        date_ms.saturating_add(500)
     }
 }
 
-/// Builds a [`Token`] from a 2xx body, or says what is wrong with it.
+/// Builds a [`Token`] from a 2xx body, or says what is wrong with it (never quoting the
+/// token). Oddities that do not make the token unusable are logged as warnings.
 pub(crate) fn parse_token(
     body: &str,
     knox_now_ms: i64,
@@ -394,71 +453,122 @@ pub(crate) fn parse_token(
         }
         Err(_) => return Err("the body is not JSON".into()),
     };
-    let jwt = wire
-        .access_token
-        .filter(|t| !t.is_empty())
-        .ok_or_else(|| "the JSON has no access_token".to_owned())?;
-    let claims = jsonwebtoken::dangerous::insecure_decode::<wire::Claims>(&jwt)
-        .map_err(|e| format!("access_token is not a JWT ({e})"))?
-        .claims;
-    let jwt_exp = match claims.exp {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_i64().ok_or_else(|| "the JWT's exp is not a number".to_owned())?),
+    let jwt = match wire.access_token.as_deref().filter(|t| !t.is_empty()) {
+        None => return Err("the JSON has no access_token".to_owned()),
+        Some(t) => Jwt::parse(t).map_err(|e| format!("access_token is not a usable JWT: {e}"))?,
     };
-    let expires_in = match wire.expires_in {
-        Some(v) => parse_expires_in(&v, knox_now_ms)?,
+    let claims = jwt.claims();
+    for note in &claims.notes {
+        tracing::warn!("{note}");
+    }
+    let jwt_exp = claims.exp;
+    let expires_in = match &wire.expires_in {
+        Some(v) => parse_expires_in(v, knox_now_ms)?,
         // Knox always sends it; without it the JWT's exp is all we have.
         None => jwt_exp.map_or(Expiry::Never, |s| Expiry::At(s.saturating_mul(1000))),
     };
     let legacy = wire.token_id.is_none() && wire.managed.is_none();
-    let managed = match wire.managed {
+    let managed = match &wire.managed {
         Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
-        Some(Value::Bool(b)) => b,
+        Some(Value::Bool(b)) => *b,
         _ => false,
     };
-    let token_id = wire.token_id.or(claims.knox_id).filter(|id| !id.is_empty());
     let token = Token {
-        jwt: Secret::new(jwt),
-        token_id,
-        token_type: wire.token_type.map_or_else(|| "Bearer".to_owned(), |t| t.trim().to_owned()),
+        token_id: token_id(wire.token_id.as_deref(), claims.knox_id.as_deref()),
+        token_type: token_type(wire.token_type.as_deref()),
+        target_url: target_url(wire.target_url),
+        subject: claims.sub.clone(),
+        jwt: jwt.secret().clone(),
         expires_in,
         jwt_exp,
-        subject: claims.sub,
         managed,
-        target_url: wire.target_url,
         legacy,
+        renewed_at: None,
         acquired_at,
         received,
         knox_now_ms,
-        clock_offset_ms: knox_now_ms - epoch_ms(acquired_at),
+        clock_offset_ms: knox_now_ms.saturating_sub(epoch_ms(acquired_at)),
     };
     if token.lifetime(Validation::Jwt) == Some(std::time::Duration::ZERO) {
         return Err(format!(
             "the token is already expired (expires {} ms before Knox's clock)",
-            knox_now_ms - token.expiry_ms(Validation::Jwt).unwrap_or(knox_now_ms)
+            knox_now_ms.saturating_sub(token.expiry_ms(Validation::Jwt).unwrap_or(knox_now_ms))
         ));
     }
     Ok(token)
 }
 
+/// Knox's `token_id` if it is a plausible id, else the JWT's `knox.id` (itself checked), with
+/// a warning: an odd id would otherwise reach every log line about the token.
+fn token_id(sent: Option<&str>, knox_id: Option<&str>) -> Option<String> {
+    match sent.filter(|id| !id.is_empty()) {
+        Some(id) if is_token_id(id) => Some(id.to_owned()),
+        Some(id) => {
+            tracing::warn!(
+                len = id.len(),
+                "Knox's token_id is not a plausible token id ([A-Za-z0-9._-], at most {} characters): \
+                 ignored, and the JWT's knox.id used instead{}",
+                super::MAX_TOKEN_ID,
+                if knox_id.is_some() { "" } else { " (it has none)" }
+            );
+            knox_id.map(str::to_owned)
+        }
+        None => knox_id.map(str::to_owned),
+    }
+}
+
+/// `token_type`, trimmed; "Bearer" if absent or not one short word.
+fn token_type(sent: Option<&str>) -> String {
+    let Some(t) = sent.map(str::trim) else { return "Bearer".to_owned() };
+    if !t.is_empty()
+        && t.len() <= 32
+        && t.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return t.to_owned();
+    }
+    tracing::warn!("Knox's token_type ({}) is not one short word: \"Bearer\" is used", text::quote(t, 40));
+    "Bearer".to_owned()
+}
+
+/// `target_url`, unless it holds something to escape or is absurdly long.
+fn target_url(sent: Option<String>) -> Option<String> {
+    let url = sent?;
+    if url.len() <= 2048 && text::is_plain(&url) {
+        return Some(url);
+    }
+    tracing::warn!(
+        "Knox's target_url ({}) holds control characters or is too long: ignored",
+        text::quote(&url, 80)
+    );
+    None
+}
+
 /// Reads `expires_in` (docs/knox.md §2.3): epoch **ms** on KNOXTOKEN, -1 (or ≤ 0) for never.
 /// Other Knox resources send relative or epoch seconds, so small values are read that way
-/// rather than as a date in 1970.
+/// rather than as a date in 1970. A fraction is floored; a time after 9999 is clamped to
+/// [`MAX_EPOCH_MS`], with a warning.
 fn parse_expires_in(v: &Value, knox_now_ms: i64) -> Result<Expiry, String> {
+    // `as` saturates: a float past i64 becomes i64::MAX, clamped below.
+    let float = |f: f64| f.is_finite().then(|| f.floor() as i64);
     let n = match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
-        Value::String(s) => s.trim().parse::<i64>().ok(),
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().and_then(float)),
+        Value::String(s) => s.trim().parse::<i64>().ok().or_else(|| s.trim().parse().ok().and_then(float)),
         _ => None,
     }
-    .ok_or_else(|| format!("expires_in {v} is not a number"))?;
-    Ok(match n {
-        n if n <= 0 => Expiry::Never,
+    .ok_or_else(|| format!("expires_in ({}) is not a number", text::quote(&v.to_string(), 40)))?;
+    let ms = match n {
+        n if n <= 0 => return Ok(Expiry::Never),
         // Relative seconds (OAuth-style resources, KnoxIDF).
-        n if n < 1_000_000_000 => Expiry::At(knox_now_ms.saturating_add(n.saturating_mul(1000))),
+        n if n < 1_000_000_000 => knox_now_ms.saturating_add(n.saturating_mul(1000)),
         // Epoch seconds (2001 to 5138).
-        n if n < 100_000_000_000 => Expiry::At(n.saturating_mul(1000)),
-        n => Expiry::At(n),
-    })
+        n if n < 100_000_000_000 => n.saturating_mul(1000),
+        n => n,
+    };
+    if ms > MAX_EPOCH_MS {
+        tracing::warn!("Knox's expires_in ({n}) is after 9999-12-31: clamped to 9999-12-31T23:59:59Z");
+        return Ok(Expiry::At(MAX_EPOCH_MS));
+    }
+    Ok(Expiry::At(ms))
 }
 
 #[derive(Clone, Copy)]
@@ -469,9 +579,18 @@ enum SecretKind {
     Token,
 }
 
+/// The largest credential file read: a password, cookie or token is far smaller.
+const MAX_SECRET_FILE: u64 = 64 * 1024;
+
 fn read_secret(path: &Path, what: &'static str, kind: SecretKind) -> Result<Secret, KnoxError> {
-    let fail = |detail: String| KnoxError::Credentials { what, path: path.display().to_string(), detail };
-    let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+    // The path is named only when something exists there: a value that names nothing may be
+    // the secret itself, pasted into the wrong key (crate::secret::shown_path).
+    let fail =
+        |detail: String| KnoxError::Credentials { what, path: crate::secret::shown_path(path), detail };
+    // A regular file only, never blocking (a FIFO would stall the daemon's one async thread),
+    // and bounded: a secret is a line, not a stream.
+    let bytes = crate::config::read_regular_file(path, MAX_SECRET_FILE).map_err(|e| fail(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| fail("the file is not UTF-8".into()))?;
     let value = match kind {
         SecretKind::Password => {
             text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text)
@@ -488,36 +607,7 @@ fn read_secret(path: &Path, what: &'static str, kind: SecretKind) -> Result<Secr
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expires_in_units() {
-        let now = 1_700_000_000_000;
-        let check = |v: Value, want: Expiry| assert_eq!(parse_expires_in(&v, now).unwrap(), want, "{v}");
-        check(serde_json::json!(-1), Expiry::Never);
-        check(serde_json::json!(0), Expiry::Never);
-        check(serde_json::json!(1_700_000_030_000i64), Expiry::At(1_700_000_030_000));
-        check(serde_json::json!("1700000030000"), Expiry::At(1_700_000_030_000));
-        check(serde_json::json!(3600), Expiry::At(now + 3_600_000));
-        check(serde_json::json!(1_700_000_030i64), Expiry::At(1_700_000_030_000));
-        assert!(parse_expires_in(&serde_json::json!("soon"), now).is_err());
-    }
-
-    #[test]
-    fn knox_clock_estimate() {
-        let local = httpdate::parse_http_date("Sun, 06 Nov 2033 08:49:37 GMT").unwrap()
-            + std::time::Duration::from_millis(250);
-        // Same second: our clock is the finer estimate.
-        assert_eq!(knox_clock(Some("Sun, 06 Nov 2033 08:49:37 GMT"), local), epoch_ms(local));
-        // Knox two hours ahead: the middle of its second.
-        let ahead = epoch_ms(local) - 250 + 7_200_000 + 500;
-        assert_eq!(knox_clock(Some("Sun, 06 Nov 2033 10:49:37 GMT"), local), ahead);
-        // No or bad header: ours.
-        assert_eq!(knox_clock(None, local), epoch_ms(local));
-        assert_eq!(knox_clock(Some("yesterday"), local), epoch_ms(local));
-    }
-}
+mod tests;
 
 #[cfg(test)]
 mod url_tests {

@@ -5,7 +5,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 /// A failed Knox request. Messages name the URL and status and never hold a token, password
-/// or cookie: bodies are cut to a short snippet with anything JWT-shaped blanked out.
+/// or cookie: bodies are cut to a short snippet with anything JWT-shaped blanked out. What
+/// Knox sent is shown escaped ([`crate::text::escape`]), so a message is always one line.
 #[derive(Debug, thiserror::Error)]
 pub enum KnoxError {
     /// Could not connect, or the connection broke.
@@ -89,7 +90,8 @@ pub enum KnoxError {
         /// The start of the body.
         snippet: String,
     },
-    /// A 2xx whose body is not a usable token.
+    /// A 2xx whose body is not a usable token, or any answer whose body is larger than
+    /// [`super::client::MAX_BODY`].
     #[error("{url} answered {status} but {reason}: {snippet}")]
     UnexpectedBody {
         /// The request URL.
@@ -146,7 +148,8 @@ impl KnoxError {
 }
 
 /// The first 160 characters of `body` on one line, with anything that looks like a JWT
-/// (`eyJ...`) replaced by `<jwt>`, for error messages.
+/// (`eyJ...`) replaced by `<jwt>`, for error messages. Line breaks and tabs become spaces,
+/// and every other control or bidi character is escaped ([`crate::text::escape`]).
 pub fn snippet(body: &str) -> String {
     const MAX: usize = 160;
     let mut out = String::new();
@@ -161,14 +164,12 @@ pub fn snippet(body: &str) -> String {
         rest = &after[end..];
     }
     out.push_str(rest);
-    let one_line: String = out.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let one_line: String =
+        out.chars().map(|c| if matches!(c, '\n' | '\r' | '\t') { ' ' } else { c }).collect();
     if one_line.is_empty() {
         return "(empty body)".to_owned();
     }
-    match one_line.char_indices().nth(MAX) {
-        Some((i, _)) => format!("{}...", &one_line[..i]),
-        None => one_line,
-    }
+    crate::text::escape(&crate::text::shorten(&one_line, MAX)).into_owned()
 }
 
 #[cfg(test)]
@@ -187,5 +188,18 @@ mod tests {
         check("a\nb\tc", "a b c");
         let long = "x".repeat(500);
         assert_eq!(snippet(&long).len(), 163);
+    }
+
+    #[test]
+    fn snippet_shows_no_control_or_bidi_characters() {
+        for body in
+            ["a\u{1b}[31mb", "a\u{202e}b", "a\u{9b}31mb", "a\u{7f}b", "a\u{2066}b\u{2069}", "a\nb\r\n"]
+        {
+            let s = snippet(body);
+            assert!(
+                !s.chars().any(|c| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
+                "{body:?} -> {s:?}"
+            );
+        }
     }
 }

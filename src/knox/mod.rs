@@ -2,16 +2,25 @@
 //! [`Token`], what a successful acquisition yields.
 //!
 //! The reference for everything here is `docs/knox.md`; comments cite its sections.
+//!
+//! Everything Knox sends is checked where it enters, here, so later code never sees it raw:
+//! the token's bytes ([`jwt::Jwt`]), the strings that reach log lines and terminals (a
+//! `token_id` must be [`is_token_id`], `token_type`, `target_url` and `sub` must have nothing
+//! to escape, or they count as absent, with a warning), every body's size
+//! ([`client::MAX_BODY`]), and every time, kept within [`MAX_EPOCH_MS`] so that nothing
+//! downstream overflows or fails to render.
 
 pub mod answer;
 pub mod client;
 pub mod error;
+pub mod jwt;
 pub mod wire;
 
 use std::time::{Duration, Instant, SystemTime};
 
 pub use client::{Clients, Flavor, KnoxClient, Op};
 pub use error::KnoxError;
+pub use jwt::Jwt;
 
 use crate::config::Validation;
 use crate::secret::Secret;
@@ -19,21 +28,26 @@ use crate::secret::Secret;
 /// An issued token and what we know about it. Not serde: it crosses no boundary as a whole.
 #[derive(Debug, Clone)]
 pub struct Token {
-    /// The serialized JWT (`access_token`).
+    /// The serialized JWT (`access_token`), always the bytes of a [`Jwt`]: it comes from
+    /// `client::parse_token` or from a published file read back by
+    /// [`crate::output::read_published`], which both check it with [`Jwt::parse`].
     pub jwt: Secret,
-    /// `token_id` (= the JWT's `knox.id`); absent before Knox 1.6.
+    /// `token_id` (= the JWT's `knox.id`); absent before Knox 1.6. Always [`is_token_id`]: an
+    /// id Knox sends that is not counts as absent (with a warning), so log lines and
+    /// terminals can show it as it is.
     pub token_id: Option<String>,
-    /// `token_type`, trimmed ("Bearer").
+    /// `token_type`, trimmed ("Bearer"), a short word of `[A-Za-z0-9._-]`.
     pub token_type: String,
     /// The server-side expiry, `expires_in` (docs/knox.md §2.3).
     pub expires_in: Expiry,
-    /// The JWT's `exp` claim in epoch seconds, if present. Renewal never moves it (§3.2).
+    /// The JWT's `exp` claim in epoch seconds, if present, floored and at most the last second
+    /// of 9999. Renewal never moves it (§3.2).
     pub jwt_exp: Option<i64>,
-    /// The JWT's `sub`.
+    /// The JWT's `sub`, if it has nothing to escape.
     pub subject: Option<String>,
     /// `managed == "true"`: Knox keeps server-side state (renewal, revocation, limits).
     pub managed: bool,
-    /// `target_url`, if the topology sets one.
+    /// `target_url`, if the topology sets one and it has nothing to escape.
     pub target_url: Option<String>,
     /// The answer had neither `token_id` nor `managed`: Knox before 1.6, which has no error
     /// codes, renews and revokes only for whitelisted callers, and revokes only by the full JWT
@@ -41,6 +55,9 @@ pub struct Token {
     pub legacy: bool,
     /// This host's wall clock when the answer arrived.
     pub acquired_at: SystemTime,
+    /// This host's wall clock at the last renewal, if it was renewed: the server-side expiry
+    /// was set then (to now + Knox's renew interval), so its lifetime counts from there.
+    pub renewed_at: Option<SystemTime>,
     /// The monotonic instant the answer arrived; schedules are relative to it.
     pub received: Instant,
     /// Knox's clock when the answer arrived (or the last renewal), epoch ms, estimated from
@@ -55,7 +72,7 @@ pub struct Token {
 pub enum Expiry {
     /// `expires_in == -1`: never (and the JWT has no `exp`).
     Never,
-    /// Epoch milliseconds on Knox's clock.
+    /// Epoch milliseconds on Knox's clock, within `0..=`[`MAX_EPOCH_MS`].
     At(i64),
 }
 
@@ -71,14 +88,17 @@ impl Token {
 
     /// The expiry that matters to consumers, in epoch ms on Knox's clock. When they check the
     /// JWT themselves it is the earlier of `expires_in` and `exp` (renewal never moves `exp`,
-    /// docs/knox.md §3.2); through the gateway it is the server-side expiry.
+    /// docs/knox.md §3.2); through the gateway it is the server-side expiry of a token Knox
+    /// manages (or may manage: a pre-1.6 answer does not say). An unmanaged token has no
+    /// server-side state, so the gateway checks its JWT's `exp`: that bounds it in every mode.
     pub fn expiry_ms(&self, v: Validation) -> Option<i64> {
         let server = self.server_expiry_ms();
         let jwt = self.jwt_exp.map(|s| s.saturating_mul(1000));
-        match (v, server, jwt) {
-            (Validation::Jwt, Some(a), Some(b)) => Some(a.min(b)),
-            (Validation::Gateway, Some(a), _) => Some(a),
-            (_, a, b) => a.or(b),
+        let server_decides = v == Validation::Gateway && (self.managed || self.legacy);
+        match (server, jwt) {
+            (Some(a), _) if server_decides => Some(a),
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -86,41 +106,120 @@ impl Token {
     /// clock; `None` if it never expires. Zero if it arrived already expired.
     pub fn lifetime(&self, v: Validation) -> Option<Duration> {
         let ms = self.expiry_ms(v)?.saturating_sub(self.knox_now_ms);
-        Some(Duration::from_millis(ms.max(0) as u64))
+        Some(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
     }
 
-    /// The monotonic instant it expires, if it does.
+    /// The monotonic instant it expires, if it does (or if that instant is beyond what the
+    /// monotonic clock can represent).
     pub fn expires_at(&self, v: Validation) -> Option<Instant> {
-        self.lifetime(v).map(|l| self.received + l)
+        self.lifetime(v).and_then(|l| self.received.checked_add(l))
     }
 
-    /// Records a renewal: the server-side expiry is now `expires_ms`, as of `received`
-    /// (Knox's clock estimated with the offset measured at acquisition).
+    /// Records a renewal: the server-side expiry is now `expires_ms` (clamped into
+    /// `0..=`[`MAX_EPOCH_MS`]), as of `received` (Knox's clock estimated with the offset
+    /// measured at acquisition).
     pub fn renewed(&mut self, expires_ms: i64, received: Instant, at: SystemTime) {
-        self.expires_in = Expiry::At(expires_ms);
+        self.expires_in = Expiry::At(clamp_epoch_ms(expires_ms));
         self.received = received;
-        self.knox_now_ms = epoch_ms(at) + self.clock_offset_ms;
+        self.renewed_at = Some(at);
+        self.knox_now_ms = clamp_epoch_ms(epoch_ms(at).saturating_add(self.clock_offset_ms));
     }
 
-    /// The token id for log lines, or `-` when Knox sent none.
+    /// The token id for log lines, or `-` when Knox sent none. Safe to print as it is: ids
+    /// are checked with [`is_token_id`] when they arrive.
     pub fn id(&self) -> &str {
         self.token_id.as_deref().unwrap_or("-")
     }
 }
 
-/// Milliseconds since the Unix epoch (negative before it).
+/// The last millisecond of year 9999 (`9999-12-31T23:59:59.999Z`): every time from outside is
+/// kept at or below it, so that RFC 3339 rendering and arithmetic on it cannot fail.
+pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
+
+/// `ms` within `0..=`[`MAX_EPOCH_MS`] (1970 to the end of 9999).
+pub fn clamp_epoch_ms(ms: i64) -> i64 {
+    ms.clamp(0, MAX_EPOCH_MS)
+}
+
+/// The longest token id accepted.
+pub const MAX_TOKEN_ID: usize = 128;
+
+/// Whether `id` is a plausible Knox token id: 1 to [`MAX_TOKEN_ID`] characters of
+/// `[A-Za-z0-9._-]` (Knox's ids are UUIDs). Such an id can be printed, logged and sent as it is.
+pub fn is_token_id(id: &str) -> bool {
+    (1..=MAX_TOKEN_ID).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Milliseconds since the Unix epoch (negative before it), saturating at the ends of `i64`.
 pub fn epoch_ms(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
     }
 }
 
-/// `SystemTime` at epoch ms `ms`.
+/// `SystemTime` at epoch ms `ms`, for any `ms`: one the platform cannot represent is the
+/// epoch itself (on Linux every `i64` can be represented).
 pub fn from_epoch_ms(ms: i64) -> SystemTime {
-    if ms >= 0 {
-        SystemTime::UNIX_EPOCH + Duration::from_millis(ms as u64)
-    } else {
-        SystemTime::UNIX_EPOCH - Duration::from_millis(ms.unsigned_abs())
+    let d = Duration::from_millis(ms.unsigned_abs());
+    let t =
+        if ms >= 0 { SystemTime::UNIX_EPOCH.checked_add(d) } else { SystemTime::UNIX_EPOCH.checked_sub(d) };
+    t.unwrap_or(SystemTime::UNIX_EPOCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(managed: bool, expires_in: Expiry, jwt_exp: Option<i64>) -> Token {
+        Token {
+            jwt: Secret::new("e30.e30.c2ln"),
+            token_id: None,
+            token_type: "Bearer".into(),
+            expires_in,
+            jwt_exp,
+            subject: None,
+            managed,
+            target_url: None,
+            legacy: false,
+            renewed_at: None,
+            acquired_at: SystemTime::UNIX_EPOCH,
+            received: Instant::now(),
+            knox_now_ms: 1_000_000,
+            clock_offset_ms: 0,
+        }
+    }
+
+    #[test]
+    fn unmanaged_tokens_never_outlive_their_jwt_exp() {
+        // Knox does not track an unmanaged token: the gateway checks its JWT's exp, even when
+        // the consumers go through the gateway.
+        let t = token(false, Expiry::At(10_000_000), Some(5_000));
+        for v in [Validation::Jwt, Validation::Gateway] {
+            assert_eq!(t.expiry_ms(v), Some(5_000_000), "{v:?}");
+        }
+        let t = token(false, Expiry::Never, Some(5_000));
+        assert_eq!(t.expiry_ms(Validation::Gateway), Some(5_000_000));
+        // A managed token's server-side expiry is what the gateway checks; renewal moves it.
+        let t = token(true, Expiry::At(10_000_000), Some(5_000));
+        assert_eq!(t.expiry_ms(Validation::Gateway), Some(10_000_000));
+        assert_eq!(t.expiry_ms(Validation::Jwt), Some(5_000_000));
+    }
+
+    #[test]
+    fn epoch_conversions_are_total() {
+        for ms in [i64::MIN, -1, 0, 1, 253_402_300_799_999, i64::MAX] {
+            let _ = from_epoch_ms(ms);
+        }
+        assert_eq!(epoch_ms(from_epoch_ms(1_700_000_000_123)), 1_700_000_000_123);
+        assert_eq!(epoch_ms(from_epoch_ms(-1_500)), -1_500);
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        assert_eq!(epoch_ms(far), i64::MAX);
+        let mut t = token(true, Expiry::At(1), None);
+        t.clock_offset_ms = i64::MAX;
+        t.renewed(i64::MAX, Instant::now(), far);
+        assert_eq!(t.server_expiry_ms(), Some(253_402_300_799_999));
+        assert!(t.lifetime(Validation::Gateway).is_some());
     }
 }

@@ -4,8 +4,11 @@
 //! loosely on purpose: every field is optional and `managed`/`expires_in` accept the string
 //! and number spellings seen across Knox versions, so that a missing field is reported by
 //! `knox::client` with a clear message instead of a serde error.
+//!
+//! The one exception to "as sent" is the times of `getUserTokens`, which are clamped as they
+//! are read (`epoch_ms_or_never`) so that no reader can overflow on them.
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 /// The acquisition response body (docs/knox.md §2.2). Field order is not stable (a Java
@@ -26,8 +29,9 @@ pub struct TokenResponse {
     pub target_url: Option<String>,
 }
 
-/// The JWT claims token-keeper reads (docs/knox.md §8.1). The signature is not verified: the
-/// token came over TLS from the gateway we trust, and consumers verify it where it matters.
+/// The JWT claims token-keeper reads (docs/knox.md §8.1), as sent. The signature is not
+/// verified: the token came over TLS from the gateway we trust, and consumers verify it where
+/// it matters. [`super::jwt::Jwt`] reads them checked.
 #[derive(Debug, Deserialize)]
 pub struct Claims {
     /// Expiry in epoch **seconds**, truncated from `expires_in`; absent for never-expiring
@@ -55,10 +59,13 @@ pub struct UserToken {
     /// The `knox.id`.
     pub token_id: String,
     /// Issue time, epoch ms.
+    #[serde(default, deserialize_with = "epoch_ms_or_never")]
     pub issue_time_long: Option<i64>,
     /// Server-side expiry, epoch ms, or -1 for never.
+    #[serde(default, deserialize_with = "epoch_ms_or_never")]
     pub expiration_long: Option<i64>,
     /// Max lifetime, epoch ms, or -1 for unbounded.
+    #[serde(default, deserialize_with = "epoch_ms_or_never")]
     pub max_lifetime_long: Option<i64>,
     /// Owner, flags and usage; its shape varies by Knox version.
     #[serde(default)]
@@ -75,4 +82,27 @@ pub struct TokenMetadata {
     pub last_used_at: Option<Value>,
     /// The free-text comment given at acquisition.
     pub comment: Option<String>,
+}
+
+/// An epoch-ms time of `getUserTokens`: a negative one is -1 (never, unbounded), one after
+/// 9999 is [`super::MAX_EPOCH_MS`] (with a warning), a fraction is floored, and anything
+/// that is not a number is absent.
+fn epoch_ms_or_never<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let ms = match Option::<Value>::deserialize(d)? {
+        Some(Value::Number(n)) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => i,
+            // `as` saturates: a float past i64 becomes i64::MAX, clamped below.
+            (None, Some(f)) if f.is_finite() => f.floor() as i64,
+            _ => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    if ms < 0 {
+        return Ok(Some(-1));
+    }
+    if ms > super::MAX_EPOCH_MS {
+        tracing::warn!("getUserTokens sent a time after 9999-12-31 ({ms}): clamped to 9999-12-31T23:59:59Z");
+        return Ok(Some(super::MAX_EPOCH_MS));
+    }
+    Ok(Some(ms))
 }

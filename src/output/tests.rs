@@ -21,6 +21,7 @@ fn published() -> Published {
         acquired_at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         stale: false,
         last_error: None,
+        renewed_at: None,
         knox_clock_offset_ms: -1500,
     }
 }
@@ -110,4 +111,103 @@ fn json_says_stale_with_the_last_error_only_when_stale() {
     assert_eq!(back.last_error, p.last_error);
     let fresh = String::from_utf8(render(Format::Json, &published(), "X")).unwrap();
     assert!(!fresh.contains("stale"));
+}
+
+#[test]
+fn rfc3339_is_total() {
+    assert_eq!(rfc3339(from_epoch_ms(i64::MAX)), "9999-12-31T23:59:59Z");
+    assert_eq!(rfc3339(from_epoch_ms(253_402_300_800_000)), "9999-12-31T23:59:59Z");
+    assert_eq!(rfc3339(from_epoch_ms(i64::MIN)), "1970-01-01T00:00:00Z");
+    assert_eq!(rfc3339(from_epoch_ms(1_700_000_030_123)), "2023-11-14T22:13:50Z");
+}
+
+#[test]
+fn json_renders_absurd_times_without_panicking() {
+    let mut p = published();
+    p.expires_at_ms = Some(i64::MAX);
+    p.jwt_exp = Some(i64::MAX);
+    p.knox_clock_offset_ms = i64::MIN;
+    let v: Value = serde_json::from_slice(&render(Format::Json, &p, "X")).unwrap();
+    assert_eq!(v["expires_at"], "9999-12-31T23:59:59Z");
+    let _ = p.remaining_ms(SystemTime::now());
+    let _ = p.lifetime();
+}
+
+#[test]
+fn rendering_never_emits_bytes_that_are_not_a_valid_jwt() {
+    for hostile in
+        ["a.b.c'; touch /tmp/x; '", "a.b.c\nEVIL=1", "a.b.c\r\nX-Evil: 1", "a.b.c\\", "a.b.c\0", "a.b."]
+    {
+        let mut p = published();
+        p.jwt = Secret::new(hostile);
+        for format in [Format::Raw, Format::Header, Format::Env, Format::Shell, Format::Json] {
+            let text = String::from_utf8(render(format, &p, "CDE_TOKEN")).unwrap();
+            assert!(!text.contains(hostile), "{format:?} rendered {hostile:?}: {text:?}");
+            let body = text.trim_end_matches('\n');
+            assert!(!body.contains(['\n', '\r', '\0', '\\']), "{format:?}: {text:?}");
+            if format != Format::Json {
+                assert!(text.matches('\'').count() <= 2, "{format:?}: {text:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn readers_refuse_hostile_bytes_in_published_files() {
+    let bad = [
+        format!("{JWT}'; touch /tmp/x; '"),
+        format!("{JWT}\nEVIL=1"),
+        format!("{JWT}\\"),
+        format!("{JWT}.e30"),
+    ];
+    for jwt in &bad {
+        for (format, text) in [
+            (Format::Raw, jwt.clone()),
+            (Format::Header, format!("Authorization: Bearer {jwt}\n")),
+            (Format::Env, format!("CDE_TOKEN={jwt}\n")),
+            (Format::Shell, format!("export CDE_TOKEN='{jwt}'\n")),
+        ] {
+            assert!(parse_wrapped(format, &text, "CDE_TOKEN", "c").is_err(), "{format:?} {jwt:?}");
+        }
+        let json = serde_json::json!({"access_token": jwt, "generation": 1}).to_string();
+        assert!(parse_json(&json, "c").is_err(), "json {jwt:?}");
+    }
+}
+
+#[test]
+fn readers_bound_absurd_numbers_and_drop_unsafe_ids() {
+    let json = serde_json::json!({
+        "access_token": JWT,
+        "token_id": "id\u{1b}[2J\nforged",
+        "expires_at_ms": i64::MAX,
+        "jwt_exp": i64::MAX,
+        "generation": u64::MAX,
+        "knox_clock_offset_ms": i64::MIN,
+        "managed": true,
+    })
+    .to_string();
+    let p = parse_json(&json, "c").unwrap();
+    // The id falls back to the JWT's own knox.id; exp is the JWT's, not the file's.
+    assert_eq!(p.token_id.as_deref(), Some("id-1"));
+    assert_eq!(p.expires_at_ms, Some(253_402_300_799_999));
+    assert_eq!(p.jwt_exp, Some(1_700_000_030));
+    assert!(p.generation < u64::MAX / 2, "{}", p.generation);
+    assert!(p.knox_clock_offset_ms.abs() <= 366 * 86_400_000, "{}", p.knox_clock_offset_ms);
+}
+
+#[test]
+fn a_renewed_token_counts_its_lifetime_from_the_renewal() {
+    // Acquired at T, renewed at T + 15 s to expire at T + 25 s (Knox: now + renew interval).
+    let acquired = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut p = published();
+    p.knox_clock_offset_ms = 0;
+    p.expires_at_ms = Some(1_700_000_025_000);
+    assert_eq!(p.lifetime(), Some(Duration::from_secs(25)), "before any renewal: from arrival");
+    p.renewed_at = Some(acquired + Duration::from_secs(15));
+    assert_eq!(p.lifetime(), Some(Duration::from_secs(10)), "after a renewal: from the renewal");
+    let json = String::from_utf8(render(Format::Json, &p, "CDE_TOKEN")).unwrap();
+    assert!(json.contains(r#""knox_clock_offset_ms":0,"renewed_at":"2023-11-14T22:13:35Z"}"#), "{json}");
+    let back = parse_published(Format::Json, &json, "CDE_TOKEN", "vc-prod").unwrap();
+    assert_eq!(back.renewed_at, p.renewed_at);
+    assert_eq!(back.lifetime(), Some(Duration::from_secs(10)));
 }

@@ -288,3 +288,133 @@ fn keeps_short_tokens_with_half_their_lifetime_left() {
         assert_eq!(p.keeps(remaining, lifetime), kept, "{remaining:?} left of {lifetime:?}");
     }
 }
+
+/// The last instant the monotonic clock can represent, approached as `later` does.
+fn end_of_time() -> Instant {
+    static END: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    *END.get_or_init(|| {
+        let (mut at, mut step) = (Instant::now(), Duration::MAX);
+        while !step.is_zero() {
+            match at.checked_add(step) {
+                Some(next) => at = next,
+                None => step /= 2,
+            }
+        }
+        at
+    })
+}
+
+#[test]
+fn later_saturates_at_a_century_and_at_the_end_of_the_clock() {
+    let t = Instant::now();
+    assert_eq!(later(t, S), t + S);
+    assert_eq!(later(t, Duration::MAX), t + FAR_FUTURE);
+    let end = end_of_time();
+    assert!(end.checked_add(Duration::from_nanos(1)).is_none(), "the end is the end");
+    assert_eq!(later(end, S), end);
+    let near = end - S * 10;
+    assert_eq!(later(near, S * 5), near + S * 5);
+    assert_eq!(later(near, FAR_FUTURE), end);
+    assert_eq!(later(near, Duration::MAX), end);
+}
+
+#[test]
+fn share_clamps_its_fraction_and_never_exceeds_the_whole() {
+    assert_eq!(share(S * 10, 0.5), S * 5);
+    assert_eq!(share(S * 10, 0.999_999), (S * 10).mul_f64(0.999_999), "the same arithmetic as mul_f64");
+    for f in [f64::NAN, f64::NEG_INFINITY, -1.0, -0.0] {
+        assert_eq!(share(S * 10, f), Duration::ZERO, "{f}");
+    }
+    for f in [f64::INFINITY, 1.0, 2.0] {
+        assert_eq!(share(S * 10, f), S * 10, "{f}");
+    }
+    assert_eq!(share(Duration::MAX, 1.0), Duration::MAX, "mul_f64 would panic: overflow");
+}
+
+/// Each of these panicked before `plan` used saturating arithmetic.
+#[test]
+fn extreme_inputs_that_used_to_panic() {
+    let t0 = Instant::now();
+    let hour = held(t0, Some(S * 3600), 0.5);
+    // min_remaining × 2 overflowed.
+    let huge = Policy { refresh_fraction: 0.8, min_remaining: Duration::MAX, jitter: 0.05 };
+    assert_eq!(huge.margin(S * 3600), S * 1800);
+    assert!(matches!(plan(t0, &View { held: Some(hour), failures: None }, &huge), Action::WaitUntil(_)));
+    // A NaN draw made mul_f64 panic.
+    assert_eq!(backoff(1, f64::NAN, ErrorClass::Transient), MIN_RETRY);
+    let nan = Held { jitter_sample: f64::NAN, ..hour };
+    assert_eq!(nan.refresh_at(&policy(0.8, 60, 0.05)), Some(t0 + S * 2880));
+    let nan_policy = Policy { refresh_fraction: f64::NAN, min_remaining: S, jitter: f64::NAN };
+    assert!(hour.refresh_at(&nan_policy).is_some());
+    // A failure at the end of the clock's range: last + backoff overflowed.
+    let end = end_of_time();
+    let failed = Failures { count: 3, last: end, sample: 0.5, class: ErrorClass::Quota };
+    assert_eq!(
+        plan(end, &View { held: None, failures: Some(failed) }, &policy(0.8, 60, 0.0)),
+        Action::Acquire
+    );
+    // A token issued a second before the end, which "expires" at the end.
+    let late = Held { issued: end - S, expires: Some(end), jitter_sample: 0.0, renewable: false };
+    assert_eq!(
+        plan(end - S, &View { held: Some(late), failures: None }, &policy(0.8, 60, 0.0)),
+        Action::WaitUntil(end - S + Duration::from_millis(500)),
+    );
+}
+
+/// Any duration, with the edges and the everyday range well represented.
+fn arb_duration() -> impl Strategy<Value = Duration> {
+    prop_oneof![
+        Just(Duration::ZERO),
+        Just(Duration::MAX),
+        Just(FAR_FUTURE),
+        (0u64..=30 * 24 * 3600 * 1000).prop_map(Duration::from_millis),
+        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+    ]
+}
+
+fn arb_f64() -> impl Strategy<Value = f64> {
+    prop_oneof![0.0f64..=1.0, proptest::num::f64::ANY]
+}
+
+fn arb_class() -> impl Strategy<Value = ErrorClass> {
+    prop_oneof![Just(ErrorClass::Transient), Just(ErrorClass::Rejected), Just(ErrorClass::Quota)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 3000, max_shrink_iters: 0, ..ProptestConfig::default() })]
+
+    /// `plan` never panics, whatever the durations, fractions and instants (even at the end
+    /// of the monotonic clock), and a wait it returns is always in the future.
+    #[test]
+    fn plan_never_panics_with_extreme_inputs(
+        at_end in any::<bool>(),
+        back in arb_duration(),
+        (issued_in, lifetime, never) in (arb_duration(), arb_duration(), any::<bool>()),
+        (jitter_sample, renewable, held) in (arb_f64(), any::<bool>(), any::<bool>()),
+        (failed_in, count, sample, class, failed) in
+            (arb_duration(), any::<u32>(), arb_f64(), arb_class(), any::<bool>()),
+        now_in in arb_duration(),
+        (refresh_fraction, min_remaining, jitter) in (arb_f64(), arb_duration(), arb_f64()),
+    ) {
+        let t0 = if at_end { end_of_time().checked_sub(back).unwrap_or_else(end_of_time) } else { Instant::now() };
+        let policy = Policy { refresh_fraction, min_remaining, jitter };
+        let issued = later(t0, issued_in);
+        let h = Held { issued, expires: (!never).then(|| later(issued, lifetime)), jitter_sample, renewable };
+        let f = Failures { count, last: later(t0, failed_in), sample, class };
+        let view = View { held: held.then_some(h), failures: failed.then_some(f) };
+        let now = later(t0, now_in);
+        if let Action::WaitUntil(t) = plan(now, &view, &policy) {
+            prop_assert!(t > now);
+        }
+        if let Some(at) = h.refresh_at(&policy) {
+            prop_assert!(at >= issued && h.expires.is_some_and(|e| at <= e));
+        }
+        if let Some(at) = h.last_safe(&policy) {
+            prop_assert!(at >= issued && h.expires.is_some_and(|e| at <= e));
+        }
+        let _ = h.is_fresh(now, &policy);
+        let _ = policy.keeps(lifetime, min_remaining);
+        let d = backoff(count, sample, class);
+        prop_assert!(d <= Duration::from_secs(1800) && d >= MIN_RETRY);
+    }
+}

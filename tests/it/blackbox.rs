@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use crate::harness::*;
+use token_keeper::sim::SimOptions;
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
@@ -103,6 +104,30 @@ fn a_restart_keeps_a_short_token_that_is_fresh_for_its_lifetime() {
     fx.write_config("", &[fx.cluster("c1", &sim.url(), "")]);
     let mut d = Daemon::run(&fx);
     d.wait_log("token published", 1);
+    d.signal(libc::SIGTERM);
+    assert_eq!(d.wait_exit().code(), Some(0));
+
+    let d2 = Daemon::run(&fx);
+    d2.wait_log("kept the published token", 1);
+    assert_eq!(sim.acquisitions(), 1, "no second token for the restart");
+}
+
+#[test]
+fn a_restart_after_a_renewal_keeps_the_renewed_token() {
+    // Real Knox renews to now + renew interval: a 30 s token renewed at mid-life with a 10 s
+    // interval has 10 s left of a 10 s lifetime. Counted from its acquisition it looked like
+    // 25 s with 10 s left, under half, so every restart minted a new token.
+    let sim = SimServer::start(SimOptions {
+        ttl: Some(Duration::from_secs(30)),
+        renew_interval: Duration::from_secs(10),
+        renewers: vec!["alice".into()],
+        ..SimOptions::default()
+    });
+    let fx = Fixture::new();
+    fx.write_config("", &[fx.cluster("c1", &sim.url(), "consumers_validate = \"gateway\"")]);
+    let mut d = Daemon::run(&fx);
+    d.wait_log("token renewed", 1);
+    assert!(fx.json("c1").unwrap()["renewed_at"].is_string(), "the json says when it was renewed");
     d.signal(libc::SIGTERM);
     assert_eq!(d.wait_exit().code(), Some(0));
 

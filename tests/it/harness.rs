@@ -191,7 +191,8 @@ pub fn command(args: &[&str]) -> Command {
         .stdin(Stdio::null())
         .env_remove("TOKEN_KEEPER_CONFIG")
         .env_remove("NOTIFY_SOCKET")
-        .env_remove("RUST_LOG");
+        .env_remove("RUST_LOG")
+        .env_remove("TOKEN_KEEPER_SHARED_DIRS");
     cmd
 }
 

@@ -242,10 +242,10 @@ fn a_failing_refresh_past_its_point_is_stale_then_expired_files_go() {
     assert_eq!(status.status.code(), Some(1), "{text}");
     assert!(text.contains("stale: ") || text.contains("expired"), "{text}");
     // Expired: the raw/header/env/shell files go, the json stays and says why.
-    assert!(wait_until(WAIT, || fx.token("vc").is_none()), "{}", d.log());
-    for f in ["token.header", "token.env", "token.sh"] {
-        assert!(!fx.out("vc", f).exists(), "{f}");
-    }
+    // The four files are removed one after the other: wait for all of them, not the first.
+    let gone =
+        || ["token", "token.header", "token.env", "token.sh"].iter().all(|f| !fx.out("vc", f).exists());
+    assert!(wait_until(WAIT, gone), "{}", d.log());
     assert_eq!(fx.json("vc").unwrap()["stale"], true);
 }
 

@@ -229,6 +229,16 @@ fn the_manifests_paths_agree_with_its_config_and_the_image() {
     assert_eq!(argv(sidecar), ["token-keeper", "run"]);
     assert_eq!(sidecar["restartPolicy"], "Always", "a native sidecar");
     assert_eq!(s(&init["image"]), s(&sidecar["image"]));
+    // The emptyDir's root is 0777 and not sticky: the keeper accepts it as an ancestor only
+    // when told the Pod's containers are trusted.
+    for c in [init, sidecar] {
+        let env = list(&c["env"]);
+        assert!(
+            env.iter().any(|e| e["name"] == "TOKEN_KEEPER_SHARED_DIRS" && e["value"] == "/var/run/cde"),
+            "{} lists the emptyDir in TOKEN_KEEPER_SHARED_DIRS",
+            c["name"]
+        );
+    }
     let driver = named(list(&spec["containers"]), "spark-driver");
     assert!(driver.is_object(), "a spark-driver container");
 
