@@ -51,12 +51,16 @@ TOPOLOGIES = {
     "token": Topology(300_000, 120_000, 900_000),
     # Short tokens, for renewal and rotation: 15 s, renewed to now + 15 s, 1 h at most.
     "fast": Topology(15_000, 15_000, 3_600_000),
-    # Slower renewal for restarts: 40 s tokens renewed to now + 40 s.
-    "steady": Topology(40_000, 40_000, 3_600_000),
+    # Slower renewal for restarts: 60 s tokens renewed to now + 60 s, so a slow gateway
+    # restart (tens of seconds on a loaded machine) does not outlive the token.
+    "steady": Topology(60_000, 60_000, 3_600_000),
+    # Rotation without SIGUSR1 (the keeper spaces requested refreshes 10 s apart): 4 s tokens,
+    # replaced at half-life.
+    "rapid": Topology(4_000, 4_000, 3_600_000),
     # Renewal refused soon: Knox refuses once now + 30 s + 5 s reaches issue + 50 s.
     "brief": Topology(10_000, 5_000, 50_000),
-    # The per-user limit evicts the oldest token instead of refusing (Knox 2.0+).
-    "evict": Topology(15_000, 15_000, 3_600_000, "REMOVE_OLDEST"),
+    # The per-user limit evicts the oldest token instead of refusing (Knox 2.0+); rapid too.
+    "evict": Topology(4_000, 4_000, 3_600_000, "REMOVE_OLDEST"),
 }
 BEARER = "bearer"
 
