@@ -267,8 +267,38 @@ fn resolve_checked(dir: &Path, euid: u32) -> Result<Option<PathBuf>, String> {
 }
 
 /// Whether `uid` may own what an output's path goes through: root, or the daemon's user.
+///
+/// In a user namespace that does not map root (a `systemd --user` unit with
+/// `PrivateUsers=yes`: an unprivileged manager maps only the user's own uid), root's
+/// directories (`/`, `/home`) show as the kernel's overflow uid, so that uid stands for root
+/// there. Another user's directory shows as the same uid; the mode bits are still checked.
 fn trusted(uid: u32, euid: u32) -> bool {
-    uid == 0 || uid == euid
+    uid == 0 || uid == euid || Some(uid) == *ROOT_SHOWS_AS
+}
+
+/// The uid that root's files show as here: `None` where root is mapped (the usual case),
+/// else the kernel's overflow uid. Read once: a process does not change user namespace.
+static ROOT_SHOWS_AS: std::sync::LazyLock<Option<u32>> = std::sync::LazyLock::new(|| {
+    let map = fs::read_to_string("/proc/self/uid_map").ok()?;
+    if maps_root(&map) {
+        return None;
+    }
+    let overflow = fs::read_to_string("/proc/sys/kernel/overflowuid").ok();
+    Some(overflow.and_then(|o| o.trim().parse().ok()).unwrap_or(65534))
+});
+
+/// Whether a `/proc/self/uid_map` maps uid 0 of this namespace to anything. An unreadable
+/// or empty map counts as mapped: the strict rule then applies.
+fn maps_root(uid_map: &str) -> bool {
+    let ranges: Vec<(u64, u64)> = uid_map
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace().map(str::parse::<u64>);
+            let (inside, _outside, count) = (f.next()?.ok()?, f.next()?.ok()?, f.next()?.ok()?);
+            Some((inside, count))
+        })
+        .collect();
+    ranges.is_empty() || ranges.iter().any(|&(inside, count)| inside == 0 && count > 0)
 }
 
 /// A directory on the way to `output_dir` (or the output directory itself): it belongs to root
@@ -450,6 +480,19 @@ mod tests {
         let e = write_atomic(&theirs.join("new/token"), b"x", 0o600).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
         assert!(!theirs.join("new").exists());
+    }
+
+    #[test]
+    fn root_is_unmapped_only_in_a_namespace_that_maps_some_other_uid_alone() {
+        for (map, mapped) in [
+            ("         0          0 4294967295\n", true), // the initial namespace
+            ("         0       1000          1\n      1002       1002          1\n", true),
+            ("      1002       1002          1\n", false), // systemd --user, PrivateUsers=yes
+            ("", true),                                    // unreadable: stay strict
+            ("garbage\n", true),
+        ] {
+            assert_eq!(maps_root(map), mapped, "{map:?}");
+        }
     }
 
     #[test]
