@@ -117,3 +117,47 @@ fn readme_opens_with_the_two_commands_and_ci_runs_the_tests() {
     let ci = std::fs::read_to_string(root().join(".ci/run")).unwrap();
     assert!(ci.contains("cargo test"), ".ci/run runs the README's test command");
 }
+
+/// `packaging/deb` rewrites each unit's ExecStart= to /usr/bin/token-keeper and declares what
+/// the units run (the real-systemd test, `packaging/systemd-test`, checks the same on a booted
+/// system, but CI runs it only when the package is built): keep the units, the script and
+/// the README's install command in step.
+#[test]
+fn debian_package_matches_the_units() {
+    let deb = std::fs::read_to_string(root().join("packaging/deb")).unwrap();
+    let depends = deb.lines().find(|l| l.starts_with("DEPENDS=")).expect("packaging/deb: DEPENDS=");
+    for (unit, bin) in [
+        ("token-keeper.service", "/usr/local/bin/token-keeper"),
+        ("token-keeper-user.service", "%h/.cargo/bin/token-keeper"),
+    ] {
+        let keys = unit_keys(&std::fs::read_to_string(root().join("systemd").join(unit)).unwrap());
+        let exec_start = keys.iter().find(|(k, _)| k == "ExecStart").map(|(_, v)| v.as_str());
+        assert!(
+            exec_start.is_some_and(|v| v.starts_with(&format!("{bin} "))),
+            "{unit}: packaging/deb rewrites `ExecStart={bin} ...` to /usr/bin/token-keeper"
+        );
+        assert!(
+            deb.contains(&format!("unit systemd/{unit} ")),
+            "packaging/deb does not package systemd/{unit}"
+        );
+        for (k, v) in keys.iter().filter(|(k, _)| k.starts_with("Exec")) {
+            let prog = v.trim_start_matches(['-', '@', ':', '+', '!']).split(' ').next().unwrap();
+            let provided = match prog {
+                p if p.ends_with("/token-keeper") => true,
+                // Essential: yes in Debian.
+                "mkdir" | "/bin/mkdir" | "/usr/bin/mkdir" | "/bin/sh" => true,
+                "kill" | "/bin/kill" | "/usr/bin/kill" => depends.contains("procps"),
+                _ => false,
+            };
+            assert!(
+                provided,
+                "{unit}: {k}={v}: add the package providing `{prog}` to DEPENDS in packaging/deb"
+            );
+        }
+    }
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        readme.contains("sudo apt install ./target/debian/token-keeper_*.deb"),
+        "README: the install command"
+    );
+}
