@@ -4,6 +4,7 @@ verbs, the files it publishes, its log on stderr and signals."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -55,7 +56,7 @@ class Keeper:
     """One scenario's keeper: its own directory, config, password file and outputs."""
 
     # Every daemon started, so the runner can stop what a failed scenario left running.
-    running: list["Keeper"] = []
+    started: list["Keeper"] = []
 
     def __init__(self, binary: Path, target: Target, dir: Path, *, user: str, topology: str = "token",
                  api: str = "v1", ca: bool = True, password_override: str | None = None,
@@ -106,16 +107,26 @@ class Keeper:
         self.proc = subprocess.Popen(
             [str(self.binary), "-c", str(self.config), "--log-format", "json", "run"],
             stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-        Keeper.running.append(self)
+        Keeper.started.append(self)
 
     @classmethod
     def reap(cls) -> None:
         """Kills every daemon a scenario left running (it failed before stopping it)."""
-        for k in cls.running:
+        for k in cls.started:
             if k.proc and k.proc.poll() is None:
                 k.proc.kill()
                 k.proc.wait()
-        cls.running.clear()
+        cls.started.clear()
+
+    @contextlib.contextmanager
+    def running(self):
+        """The daemon for the duration of a `with` block, stopped by SIGTERM at its end (even
+        when an expectation inside fails)."""
+        self.start()
+        try:
+            yield self
+        finally:
+            self.stop()
 
     def signal(self, sig: int) -> None:
         check(self.proc is not None and self.proc.poll() is None, "the daemon is running")

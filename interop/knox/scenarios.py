@@ -90,8 +90,7 @@ def acquire_v2(ctx: Ctx) -> str:
 @scenario
 def lifespan_capped(ctx: Ctx) -> str:
     k = ctx.keeper("dave", lifespan="PT2H")
-    k.start()
-    try:
+    with k.running():
         p1 = k.wait_generation(1)
         published_ok(k, p1, "token", "dave")  # capped to the topology's 5 min ttl
         k.signal(signal.SIGUSR1)
@@ -99,8 +98,6 @@ def lifespan_capped(ctx: Ctx) -> str:
         check(p2["token_id"] != p1["token_id"], "SIGUSR1 brought a new token")
         warned = k.messages("caps the requested lifespan")
         check(len(warned) == 1, f"the cap is said once over two tokens, said {len(warned)} times")
-    finally:
-        k.stop()
     return f"PT2H capped to {(p1['expires_at_ms'] - approx_now_ms()) // 1000 + 1}s, said once"
 
 
@@ -132,8 +129,7 @@ def bearer_accepted(ctx: Ctx) -> str:
 @scenario
 def renew_gateway_mode(ctx: Ctx) -> str:
     k = ctx.keeper("frank", topology="fast", consumers_validate="gateway")
-    k.start()
-    try:
+    with k.running():
         p1 = k.wait_generation(1)
         jwt, exp_ms = p1["access_token"], p1["jwt_exp"] * 1000
         # Past the JWT's own exp, Knox's server-side expiry (moved by renewal) is what counts.
@@ -145,16 +141,13 @@ def renew_gateway_mode(ctx: Ctx) -> str:
         renewed = k.messages("token renewed")
         check(len(renewed) >= 1, "the log says the token was renewed")
         check(k.bearer(jwt) == 200, "the Bearer topology accepts the token past its JWT exp")
-    finally:
-        k.stop()
     return f"{len(renewed)} renewals; accepted {(approx_now_ms() - exp_ms) // 1000}s past exp"
 
 
 @scenario
 def renew_not_whitelisted(ctx: Ctx) -> str:
     k = ctx.keeper("bob", topology="fast", consumers_validate="gateway")
-    k.start()
-    try:
+    with k.running():
         p1 = k.wait_generation(1)
         p3 = k.wait_generation(3, timeout=60)
         check(p3["token_id"] != p1["token_id"], "re-acquired instead of renewed")
@@ -162,16 +155,13 @@ def renew_not_whitelisted(ctx: Ctx) -> str:
         check(len(stopped) == 1, f"Knox's refusal is logged once and renewal is not retried ({len(stopped)})")
         check(not k.messages("token renewed"), "nothing was renewed")
         check(k.bearer(p3["access_token"]) == 200, "the re-acquired token works")
-    finally:
-        k.stop()
     return "code 20 once, then re-acquisition every rotation"
 
 
 @scenario
 def renewal_limit_reacquire(ctx: Ctx) -> str:
     k = ctx.keeper("grace", topology="brief", consumers_validate="gateway")
-    k.start()
-    try:
+    with k.running():
         p1 = k.wait_generation(1)
         p2 = wait_for("a re-acquired token after the renewal limit",
                       lambda: (p := k.published()) and p["token_id"] != p1["token_id"] and p, 60)
@@ -179,16 +169,13 @@ def renewal_limit_reacquire(ctx: Ctx) -> str:
         refused = k.messages("renewal refused")
         check(len(refused) >= 1, "the log says renewal was refused")
         check(k.bearer(p2["access_token"]) == 200, "the new token works")
-    finally:
-        k.stop()
     return f"renewed {len(k.messages('token renewed'))}x, then re-acquired ({refused[0]['message'][:60]})"
 
 
 @scenario
 def revoke_superseded(ctx: Ctx) -> str:
     k = ctx.keeper("heidi", revoke_superseded_after="2s")
-    k.start()
-    try:
+    with k.running():
         old = k.wait_generation(1)
         check(k.bearer(old["access_token"]) == 200, "the first token works")
         k.signal(signal.SIGUSR1)
@@ -198,8 +185,6 @@ def revoke_superseded(ctx: Ctx) -> str:
         took = time.monotonic() - t0
         check(k.bearer(new["access_token"]) == 200, "its successor still works")
         check(len(k.messages("superseded token revoked")) == 1, "the log says it was revoked")
-    finally:
-        k.stop()
     return f"old token refused {took:.1f}s after its successor"
 
 
@@ -242,22 +227,16 @@ def token_limit(ctx: Ctx) -> str:
     # RETURN_ERROR: the keeper's own rotations never reach the limit.
     a = Keeper(ctx.binary, ctx.target, ctx.dir / "return-error", user="judy", topology="rapid",
                revoke_superseded_after="1s")
-    a.start()
-    try:
+    with a.running():
         a.wait_generation(1)
         most_a = rotate(a, rounds)
         check(not a.messages("limit"), "no token-limit error over the rotations")
-    finally:
-        a.stop()
     # REMOVE_OLDEST: the oldest token is never the published one.
     b = Keeper(ctx.binary, ctx.target, ctx.dir / "remove-oldest", user="ken", topology="evict",
                revoke_superseded_after="1s")
-    b.start()
-    try:
+    with b.running():
         b.wait_generation(1)
         most_b = rotate(b, rounds)
-    finally:
-        b.stop()
     check(most_a < TOKEN_LIMIT and most_b < TOKEN_LIMIT, f"held at most {max(most_a, most_b)} tokens")
     return f"{rounds} rotations each (limit {TOKEN_LIMIT}): at most {most_a} / {most_b} live tokens"
 
@@ -354,8 +333,7 @@ def clock_offset(ctx: Ctx) -> str:
 @scenario
 def restart_keeps_token(ctx: Ctx) -> str:
     k = ctx.keeper("quinn", topology="steady", consumers_validate="gateway")
-    k.start()
-    try:
+    with k.running():
         p1 = k.wait_generation(1)
         before = len(list_tokens(k))
         # Knox restarts with its persistent token store; the keeper's token must still renew.
@@ -372,6 +350,4 @@ def restart_keeps_token(ctx: Ctx) -> str:
                  lambda: k.messages("kept the published token"), 30)
         check(k.published()["token_id"] == p1["token_id"], "still the same token")
         check(len(list_tokens(k)) == before, "no extra token minted by the restart")
-    finally:
-        k.stop()
     return f"renewed after Knox restart ({len(renewed)}x), taken over after keeper restart"
