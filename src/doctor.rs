@@ -27,9 +27,9 @@ use reqwest::{StatusCode, Url};
 use crate::config::{self, Auth, Cluster, Env, Validation};
 use crate::keeper::human;
 use crate::knox::answer::{self, Reason, Renewal, Revocation};
-use crate::knox::{epoch_ms, from_epoch_ms, wire, Flavor, KnoxClient, KnoxError, Op, Token};
-use crate::output::rfc3339;
+use crate::knox::{wire, Flavor, KnoxClient, KnoxError, Op, Token};
 use crate::secret::{shown_path, Secret};
+use crate::time::{epoch_ms, from_epoch_ms, rfc3339};
 
 mod network;
 mod outputs;

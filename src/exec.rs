@@ -47,6 +47,7 @@ use crate::knox::{KnoxClient, Token};
 use crate::output;
 use crate::scheduler::backoff;
 use crate::secret::Secret;
+use crate::time::left;
 
 /// The options of `exec`.
 #[derive(Debug, Clone)]
@@ -210,11 +211,6 @@ async fn token_for(cluster: &Cluster, min_valid: Option<Duration>) -> anyhow::Re
 /// a huge one must not wrap around to a negative number that every token covers.
 fn covers(ms: i64, required: Duration) -> bool {
     i64::try_from(required.as_millis()).is_ok_and(|req| ms >= req)
-}
-
-/// Milliseconds left, for people.
-fn left(ms: i64) -> String {
-    human(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 /// `cluster` with its requested `lifespan` raised to cover `min_valid`, when it asks for one

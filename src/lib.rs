@@ -20,6 +20,7 @@
 //! - [`telemetry`]: what the keeper reports: token state and counters, for health and metrics.
 //! - [`systemd`]: sd_notify READY/RELOADING/STOPPING/STATUS.
 //! - [`secret`]: `Secret`, which never prints its value.
+//! - [`time`]: epoch milliseconds, RFC 3339 and durations as text, in one place.
 //! - [`sim`]: the Knox simulator behind `sim`, `demo` and the tests.
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the invariants.
@@ -45,3 +46,4 @@ pub mod sink;
 pub mod systemd;
 pub mod telemetry;
 pub mod text;
+pub mod time;

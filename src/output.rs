@@ -20,8 +20,11 @@ use serde_json::Value;
 
 use crate::config::{Cluster, Format, Validation};
 use crate::knox::client::MAX_CLOCK_SKEW_MS;
-use crate::knox::{clamp_epoch_ms, epoch_ms, from_epoch_ms, is_token_id, Jwt, Token};
+use crate::knox::{is_token_id, Jwt, Token};
 use crate::secret::Secret;
+use crate::time::{clamp_epoch_ms, epoch_ms, from_epoch_ms};
+// Kept for callers not yet moved (app.rs, admin.rs, keeper.rs): it lives in `crate::time` now.
+pub use crate::time::rfc3339;
 
 /// What every format is rendered from: the token and its publish metadata.
 #[derive(Debug, Clone)]
@@ -164,13 +167,6 @@ fn render_json(jwt: &str, p: &Published) -> String {
         p.knox_clock_offset_ms,
     );
     format!("{}\n", crate::text::escape_json(&json))
-}
-
-/// RFC 3339 UTC with second precision, e.g. `2026-11-23T04:21:45Z`. Total: a time before
-/// 1970 shows as `1970-01-01T00:00:00Z`, one after 9999 as `9999-12-31T23:59:59Z`.
-pub fn rfc3339(t: SystemTime) -> String {
-    let clamped = from_epoch_ms(clamp_epoch_ms(epoch_ms(t)));
-    humantime::format_rfc3339_seconds(clamped).to_string()
 }
 
 /// The largest generation read back: the largest integer every JSON reader holds exactly.

@@ -14,8 +14,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::config::Config;
-use crate::knox::epoch_ms;
 use crate::output::Published;
+use crate::time::{epoch_ms, secs};
 
 /// `/healthz` fails when the keeper loop has not run for this long. The loop wakes at least
 /// once a minute, so three missed wake-ups mean it is stuck.
@@ -326,10 +326,6 @@ fn labels(pairs: &[(&str, &str)]) -> String {
         })
         .collect();
     format!("{{{}}}", body.join(","))
-}
-
-fn secs(ms: i64) -> String {
-    format!("{:.3}", ms as f64 / 1000.0)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ pub struct Answer {
     /// `renewed`, `revoked` or `setEnabledFlag`: "true" or "false".
     pub ok: Option<bool>,
     /// `expires` (epoch ms, a JSON *string*) on a successful renewal, clamped into
-    /// `0..=`[`super::MAX_EPOCH_MS`] (with a warning).
+    /// `0..=`[`crate::time::MAX_EPOCH_MS`] (with a warning).
     pub expires: Option<i64>,
     /// `error`, the message: escaped ([`crate::text::escape`]) and at most
     /// [`MAX_MESSAGE`] characters, so it can be logged and printed as it is.
@@ -47,7 +47,7 @@ fn expiry_ms(text: &str) -> Option<i64> {
         let f = text.parse::<f64>().ok().filter(|f| f.is_finite())?;
         Some(f.floor() as i64)
     })?;
-    let clamped = super::clamp_epoch_ms(ms);
+    let clamped = crate::time::clamp_epoch_ms(ms);
     if clamped != ms {
         tracing::warn!("Knox's renewal answer has expires {ms}, outside 1970 to 9999: clamped to {clamped}");
     }

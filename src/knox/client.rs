@@ -20,10 +20,11 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use super::error::snippet;
-use super::{epoch_ms, is_token_id, wire, Expiry, Jwt, KnoxError, Token, MAX_EPOCH_MS};
+use super::{is_token_id, wire, Expiry, Jwt, KnoxError, Token};
 use crate::config::{Auth, Cluster, Transport, Validation};
 use crate::secret::Secret;
 use crate::text;
+use crate::time::{epoch_ms, MAX_EPOCH_MS};
 
 /// Knox answers in well under a second; connecting should not take longer than this even
 /// when the request timeout is generous.

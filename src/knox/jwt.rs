@@ -16,8 +16,9 @@
 use base64::Engine as _;
 use serde_json::{Map, Value};
 
-use super::{is_token_id, MAX_EPOCH_MS};
+use super::is_token_id;
 use crate::secret::Secret;
+use crate::time::MAX_EPOCH_MS;
 
 /// The largest token accepted, in bytes. Knox's tokens are about 1 KiB (a few KiB with
 /// `knox.groups`).

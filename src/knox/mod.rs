@@ -24,6 +24,12 @@ pub use jwt::Jwt;
 
 use crate::config::Validation;
 use crate::secret::Secret;
+use crate::time::clamp_epoch_ms;
+#[cfg(doc)] // For the doc links here, which predate `crate::time`.
+use crate::time::MAX_EPOCH_MS;
+// Kept for callers not yet moved (app.rs, admin.rs, keeper.rs, tests/it): these live in
+// `crate::time` now.
+pub use crate::time::{epoch_ms, from_epoch_ms};
 
 /// An issued token and what we know about it. Not serde: it crosses no boundary as a whole.
 #[derive(Debug, Clone)]
@@ -132,15 +138,6 @@ impl Token {
     }
 }
 
-/// The last millisecond of year 9999 (`9999-12-31T23:59:59.999Z`): every time from outside is
-/// kept at or below it, so that RFC 3339 rendering and arithmetic on it cannot fail.
-pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
-
-/// `ms` within `0..=`[`MAX_EPOCH_MS`] (1970 to the end of 9999).
-pub fn clamp_epoch_ms(ms: i64) -> i64 {
-    ms.clamp(0, MAX_EPOCH_MS)
-}
-
 /// The longest token id accepted.
 pub const MAX_TOKEN_ID: usize = 128;
 
@@ -149,23 +146,6 @@ pub const MAX_TOKEN_ID: usize = 128;
 pub fn is_token_id(id: &str) -> bool {
     (1..=MAX_TOKEN_ID).contains(&id.len())
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
-}
-
-/// Milliseconds since the Unix epoch (negative before it), saturating at the ends of `i64`.
-pub fn epoch_ms(t: SystemTime) -> i64 {
-    match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
-    }
-}
-
-/// `SystemTime` at epoch ms `ms`, for any `ms`: one the platform cannot represent is the
-/// epoch itself (on Linux every `i64` can be represented).
-pub fn from_epoch_ms(ms: i64) -> SystemTime {
-    let d = Duration::from_millis(ms.unsigned_abs());
-    let t =
-        if ms >= 0 { SystemTime::UNIX_EPOCH.checked_add(d) } else { SystemTime::UNIX_EPOCH.checked_sub(d) };
-    t.unwrap_or(SystemTime::UNIX_EPOCH)
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ pub struct TokenMetadata {
 }
 
 /// An epoch-ms time of `getUserTokens`: a negative one is -1 (never, unbounded), one after
-/// 9999 is [`super::MAX_EPOCH_MS`] (with a warning), a fraction is floored, and anything
+/// 9999 is [`crate::time::MAX_EPOCH_MS`] (with a warning), a fraction is floored, and anything
 /// that is not a number is absent.
 fn epoch_ms_or_never<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     let ms = match Option::<Value>::deserialize(d)? {
@@ -100,9 +100,9 @@ fn epoch_ms_or_never<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::
     if ms < 0 {
         return Ok(Some(-1));
     }
-    if ms > super::MAX_EPOCH_MS {
+    if ms > crate::time::MAX_EPOCH_MS {
         tracing::warn!("getUserTokens sent a time after 9999-12-31 ({ms}): clamped to 9999-12-31T23:59:59Z");
-        return Ok(Some(super::MAX_EPOCH_MS));
+        return Ok(Some(crate::time::MAX_EPOCH_MS));
     }
     Ok(Some(ms))
 }
