@@ -16,38 +16,40 @@
 //! mistake would be echoed into the journal; nor the value of a key that names a secret's
 //! file, because the commonest mistake there is pasting the secret itself (`paths.rs`).
 //!
-//! The module's parts: `limits` (the ranges), `file` (reading the file), `values` (single
-//! values and TOML errors), `paths` (paths and the secret-file rule), `auth`, `on_change`
-//! (those tables), `display` (the resolved config as TOML for `check-config`).
+//! The module's parts: this file (the pipeline: [`load`], [`Config::from_toml`], and the raw
+//! serde layer, exactly the TOML), `types` (the validated types the rest of the daemon sees),
+//! `knobs` (a cluster's keys over `[defaults]` over the built-in values), `resolve` (the
+//! cluster list, each cluster and its outputs, `[server]`), `auth`, `on_change` (those
+//! tables), `values` (single values and TOML errors), `paths` (paths and the secret-file
+//! rule), `limits` (the ranges), `file` (reading the file), `display` (the resolved config as
+//! TOML for `check-config`).
 
-use std::collections::HashSet;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
 
-use reqwest::Url;
 use serde::Deserialize;
-
-use crate::scheduler::Policy;
 
 mod auth;
 mod display;
 mod file;
+mod knobs;
 pub mod limits;
 mod on_change;
 mod paths;
+mod resolve;
 #[cfg(test)]
 mod tests;
+mod types;
 mod values;
 
 pub use file::read_regular_file;
 pub use paths::resolve_path;
+pub use types::{
+    Auth, Cluster, Config, Env, Format, Lifecycle, OnChange, Output, Server, Transport, Validation,
+};
 pub(crate) use values::iso_duration;
 
-use paths::expand_path;
-use values::{
-    iso_seconds, parse_bounded, parse_lifespan, parse_mode, parse_url, validate_env_var, validate_name,
-};
+use knobs::Knobs;
+use resolve::resolve_clusters;
 
 /// The variable that names the config file when `-c` is not given.
 pub const CONFIG_ENV: &str = "TOKEN_KEEPER_CONFIG";
@@ -59,10 +61,6 @@ pub const DEFAULT_ENV_VAR: &str = "CDE_TOKEN";
 /// well under a second on loopback, few enough not to flood a gateway or run out of file
 /// descriptors under the default 1,024 limit.
 const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 16;
-
-/// Per-request timeout towards Knox. A gateway that has not answered in 30 s is down for our
-/// purposes; the backoff takes over.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A config file that could not be used. Maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -81,263 +79,6 @@ impl ConfigError {
 
     fn new(origin: &str, message: impl Into<String>) -> ConfigError {
         ConfigError { origin: origin.to_owned(), location: String::new(), message: message.into() }
-    }
-}
-
-/// The validated configuration.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    /// The file this came from, for messages and the reload watcher.
-    pub source: Option<PathBuf>,
-    /// Knox requests in flight at once across all clusters (default 16).
-    pub max_concurrent_requests: usize,
-    /// In file order.
-    pub clusters: Vec<Arc<Cluster>>,
-    /// The `[server]` table: health, readiness and metrics.
-    pub server: Server,
-}
-
-/// `[server]`: opt-in health, readiness and metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Server {
-    /// Serve `/healthz`, `/readyz` and `/metrics` here (plain HTTP; keep it on loopback or
-    /// behind a network policy).
-    pub listen: Option<std::net::SocketAddr>,
-    /// Write the metrics in Prometheus text format here after every change, atomically, for
-    /// hosts scraped by node_exporter's textfile collector.
-    pub metrics_textfile: Option<PathBuf>,
-}
-
-/// One Knox topology whose token is kept.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Cluster {
-    /// Unique, `[A-Za-z0-9._-]+`; used in paths and log lines.
-    pub name: String,
-    /// The KNOXTOKEN acquisition URL (`.../knoxtoken/api/v1/token`).
-    pub token_url: Url,
-    /// Whether this cluster also publishes `~/.cde/token` by default.
-    pub is_default: bool,
-    /// Knox's `lifespan` parameter as ISO-8601 (docs/knox.md §2.1), if configured.
-    pub lifespan: Option<String>,
-    /// How to reach Knox.
-    pub transport: Transport,
-    /// How to authenticate to Knox.
-    pub auth: Auth,
-    /// Where the token is published.
-    pub outputs: Vec<Output>,
-    /// When to refresh.
-    pub policy: Policy,
-    /// Renewal, revocation and expiry handling (docs/knox.md §3, §4, §9).
-    pub lifecycle: Lifecycle,
-    /// Who to tell after a new token is published.
-    pub on_change: Option<OnChange>,
-}
-
-/// `[cluster.on_change]`: tell consumers once the new files are durable. Failures are logged
-/// and counted, and never block the next refresh.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OnChange {
-    /// Send this signal (e.g. `SIGHUP`) to the process whose pid `pid_file` holds. The file
-    /// is read every time, so a restarted consumer is found.
-    pub signal: Option<(i32, PathBuf)>,
-    /// Run this command (argv, no shell).
-    pub command: Option<Vec<String>>,
-    /// How long the command may run before it is killed.
-    pub timeout: Duration,
-}
-
-/// How a cluster's tokens live and die beyond the refresh timer.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Lifecycle {
-    /// Who checks the token: decides which expiry counts and whether renewal helps.
-    pub consumers_validate: Validation,
-    /// A replaced managed token is revoked this long after its successor is published, so
-    /// readers that just loaded it can finish; this keeps the user under Knox's per-user token
-    /// limit (docs/knox.md §9.3).
-    pub revoke_superseded_after: Duration,
-    /// Revoke the published tokens at shutdown (off by default: consumers may still use them).
-    pub revoke_on_exit: bool,
-    /// Every token should stay valid at least this long: the requested `lifespan` covers it
-    /// plus `min_remaining`, and a shorter token from Knox is warned about.
-    pub min_valid: Option<Duration>,
-    /// Remove the raw/header/env/shell outputs once the token in them has expired.
-    pub remove_expired: bool,
-}
-
-impl Default for Lifecycle {
-    fn default() -> Lifecycle {
-        Lifecycle {
-            consumers_validate: Validation::Jwt,
-            revoke_superseded_after: Duration::from_secs(120),
-            revoke_on_exit: false,
-            min_valid: None,
-            remove_expired: false,
-        }
-    }
-}
-
-/// Who validates the published token (`consumers_validate`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Validation {
-    /// Consumers (e.g. CDE's jobs API) check the JWT's signature and `exp` themselves: renewal
-    /// cannot extend a token for them (it never moves `exp`, docs/knox.md §3.2), so tokens are
-    /// replaced by re-acquisition before `exp`.
-    Jwt,
-    /// Consumers send the token through the Knox gateway, which honours the server-side
-    /// expiry: a managed token is renewed ahead of it and re-acquired only when renewal is
-    /// refused.
-    Gateway,
-}
-
-impl Validation {
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Validation::Jwt => "jwt",
-            Validation::Gateway => "gateway",
-        }
-    }
-}
-
-impl Cluster {
-    /// Whether `other` would get its token from the same place in the same way, so a held
-    /// token can be kept across a reload.
-    pub fn same_source(&self, other: &Cluster) -> bool {
-        self.token_url == other.token_url
-            && self.lifespan == other.lifespan
-            && self.transport == other.transport
-            && self.auth == other.auth
-    }
-
-    /// The `lifespan` to request: the configured one, raised to cover `min_valid` plus
-    /// `min_remaining` when that is longer. (`exec --min-valid` sets `min_valid` from the
-    /// command line, so the sum saturates rather than trusting the config's ranges.)
-    pub fn requested_lifespan(&self) -> Option<String> {
-        let configured = self.lifespan.as_deref();
-        let Some(min_valid) = self.lifecycle.min_valid else { return configured.map(str::to_owned) };
-        let need = min_valid.saturating_add(self.policy.min_remaining);
-        match configured.and_then(iso_duration) {
-            Some(have) if have >= need => configured.map(str::to_owned),
-            _ => Some(iso_seconds(need)),
-        }
-    }
-
-    /// The `env_var` of the first env or shell output, for `token --format env|shell`.
-    pub fn env_var(&self) -> &str {
-        self.outputs
-            .iter()
-            .find(|o| matches!(o.format, Format::Env | Format::Shell))
-            .map_or(DEFAULT_ENV_VAR, |o| o.env_var.as_str())
-    }
-}
-
-/// TLS and timeout settings; clusters with equal `Transport` share one HTTP client and so
-/// reuse connections per host.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Transport {
-    /// Extra CA certificates (PEM) trusted besides the system's.
-    pub ca_file: Option<PathBuf>,
-    /// Turns certificate verification off. Logged as a warning at every start.
-    pub insecure_skip_tls_verify: bool,
-    /// Per-request timeout.
-    pub timeout: Duration,
-    /// Whether the URL is `https://`. A plain-HTTP (loopback) client skips loading the
-    /// system's CA roots, which would otherwise cost milliseconds at every start.
-    pub https: bool,
-}
-
-/// Credentials for the token endpoint (docs/knox.md §7). Files are read at every request, so
-/// a rotated password is picked up without a reload.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Auth {
-    /// HTTP Basic against Shiro/LDAP (CDE's `authtkn` topology).
-    Basic {
-        /// The workload user.
-        user: String,
-        /// The file holding the password.
-        password_file: PathBuf,
-    },
-    /// A KnoxSSO cookie value (raw) sent as `Cookie: <name>=<value>`.
-    Cookie {
-        /// The file holding the cookie value.
-        cookie_file: PathBuf,
-        /// The cookie's name, `hadoop-jwt` by default.
-        cookie_name: String,
-    },
-    /// `Authorization: Bearer <value>` (JWTProvider topologies, CDP access keys).
-    Bearer {
-        /// The file holding the bearer value.
-        token_file: PathBuf,
-    },
-}
-
-impl Auth {
-    fn method(&self) -> &'static str {
-        match self {
-            Auth::Basic { .. } => "basic",
-            Auth::Cookie { .. } => "cookie",
-            Auth::Bearer { .. } => "bearer",
-        }
-    }
-}
-
-/// One published file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Output {
-    /// Absolute path, `~` expanded.
-    pub path: PathBuf,
-    /// What the file holds.
-    pub format: Format,
-    /// Applied exactly, whatever the umask.
-    pub mode: u32,
-    /// Variable name for `env` and `shell`.
-    pub env_var: String,
-}
-
-/// The byte layout of an output file (rendered by `output::render`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    /// The JWT, no trailing newline.
-    Raw,
-    /// `Authorization: Bearer <jwt>\n`.
-    Header,
-    /// `CDE_TOKEN=<jwt>\n`.
-    Env,
-    /// `export CDE_TOKEN='<jwt>'\n`.
-    Shell,
-    /// One JSON object with the token and its metadata.
-    Json,
-}
-
-impl Format {
-    /// The name used in the config file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::Raw => "raw",
-            Format::Header => "header",
-            Format::Env => "env",
-            Format::Shell => "shell",
-            Format::Json => "json",
-        }
-    }
-}
-
-/// What the environment contributes to resolving a config: `~` expansion.
-#[derive(Debug, Clone, Default)]
-pub struct Env {
-    /// `$HOME`, if set.
-    pub home: Option<PathBuf>,
-    /// `$CREDENTIALS_DIRECTORY`, set by systemd for `LoadCredential=`.
-    pub credentials_dir: Option<PathBuf>,
-}
-
-impl Env {
-    /// The process environment.
-    pub fn from_process() -> Env {
-        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        Env { home: var("HOME"), credentials_dir: var("CREDENTIALS_DIRECTORY") }
     }
 }
 
@@ -381,68 +122,16 @@ impl Config {
         // nobody does, which is fine: scripts then name their cluster's file.
         Ok(Config { source: None, max_concurrent_requests, clusters, server })
     }
-
-    /// The cluster named `name`, or the default one (the one marked, or the only one).
-    pub fn cluster(&self, name: Option<&str>) -> Option<&Arc<Cluster>> {
-        match name {
-            Some(n) => self.clusters.iter().find(|c| c.name == n),
-            None if self.clusters.len() == 1 => self.clusters.first(),
-            None => self.clusters.iter().find(|c| c.is_default),
-        }
-    }
-}
-
-/// Resolves every `[[cluster]]`: unique names, at most one default, no output path twice.
-fn resolve_clusters(raw: Vec<RawCluster>, defaults: &Knobs, env: &Env) -> Result<Vec<Arc<Cluster>>, String> {
-    let single = raw.len() == 1;
-    let mut names = HashSet::new();
-    let mut paths = HashSet::new();
-    let mut default_cluster: Option<String> = None;
-    let mut clusters = Vec::with_capacity(raw.len());
-    for rc in raw {
-        let ctx = format!("cluster {:?}", rc.name);
-        validate_name(&rc.name).map_err(|m| format!("{ctx}: name: {m}"))?;
-        if !names.insert(rc.name.clone()) {
-            return Err(format!("{ctx}: name: used by two clusters"));
-        }
-        let is_default = rc.default.unwrap_or(false);
-        if is_default {
-            if let Some(other) = default_cluster.replace(rc.name.clone()) {
-                return Err(format!("{ctx}: default: cluster {other:?} is already the default"));
-            }
-        }
-        let cluster = rc.resolve(&ctx, defaults, env, is_default || single)?;
-        for out in &cluster.outputs {
-            if !paths.insert(out.path.clone()) {
-                return Err(format!("{ctx}: output {}: path is published twice", out.path.display()));
-            }
-        }
-        clusters.push(Arc::new(cluster));
-    }
-    Ok(clusters)
-}
-
-impl RawServer {
-    fn resolve(self, env: &Env) -> Result<Server, String> {
-        let listen = self
-            .listen
-            .map(|l| {
-                l.parse().map_err(|e| {
-                    format!("[server]: listen: {l:?} is not an address like \"127.0.0.1:9464\": {e}")
-                })
-            })
-            .transpose()?;
-        let metrics_textfile = self
-            .metrics_textfile
-            .map(|p| expand_path("[server]", "metrics_textfile", &p, env))
-            .transpose()?;
-        Ok(Server { listen, metrics_textfile })
-    }
 }
 
 // ---------------------------------------------------------------------------------------
-// The raw, serde-facing layer. Only these types (and knox::wire) derive Deserialize.
+// The raw, serde-facing layer: the TOML exactly as written. Every table denies unknown keys,
+// and nothing is checked beyond its TOML type; `Config::from_raw` and the `resolve` methods
+// beside each table (in `knobs`, `resolve`, `auth`, `on_change`) turn these into the types of
+// `types`. Only these, the two enums they share with `types` (`Validation`, `Format`) and
+// `knox::wire` derive `Deserialize`. (tests/it/tidy.rs reads the keys from this file.)
 
+/// The whole file.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -454,6 +143,7 @@ struct RawConfig {
     clusters: Vec<RawCluster>,
 }
 
+/// `[server]` (resolved in `resolve.rs`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawServer {
@@ -461,6 +151,7 @@ struct RawServer {
     metrics_textfile: Option<String>,
 }
 
+/// `[cluster.on_change]` and `[defaults.on_change]` (resolved in `on_change.rs`).
 #[derive(Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 struct RawOnChange {
@@ -471,7 +162,8 @@ struct RawOnChange {
 }
 
 /// The keys `[defaults]` accepts: every per-cluster key except `name`, `token_url`, `auth`,
-/// `output` and `default` (which marks one cluster and so cannot be a default).
+/// `output` and `default` (which marks one cluster and so cannot be a default). Resolved in
+/// `knobs.rs`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawKnobs {
@@ -491,7 +183,8 @@ struct RawKnobs {
 }
 
 /// The per-cluster keys repeat `RawKnobs`'s on purpose: serde's `flatten` would share them,
-/// but it disables `deny_unknown_fields`, and rejecting unknown keys matters more.
+/// but it disables `deny_unknown_fields`, and rejecting unknown keys matters more. Resolved in
+/// `resolve.rs`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCluster {
@@ -516,6 +209,7 @@ struct RawCluster {
     output: Vec<RawOutput>,
 }
 
+/// `[cluster.auth]` (resolved in `auth.rs`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAuth {
@@ -528,6 +222,7 @@ struct RawAuth {
     password_credential: Option<String>,
 }
 
+/// `[cluster.auth] method`.
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
 enum RawMethod {
@@ -536,6 +231,7 @@ enum RawMethod {
     Bearer,
 }
 
+/// One `[[cluster.output]]` (resolved in `resolve.rs`).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOutput {
@@ -543,194 +239,4 @@ struct RawOutput {
     format: Option<Format>,
     mode: Option<String>,
     env_var: Option<String>,
-}
-
-/// The per-cluster knobs after merging cluster over `[defaults]` over built-in values.
-#[derive(Clone)]
-struct Knobs {
-    policy: Policy,
-    lifespan: Option<String>,
-    transport: Transport,
-    lifecycle: Lifecycle,
-    on_change: Option<OnChange>,
-}
-
-impl Knobs {
-    fn builtin() -> Knobs {
-        Knobs {
-            policy: Policy::default(),
-            lifespan: None,
-            transport: Transport {
-                ca_file: None,
-                insecure_skip_tls_verify: false,
-                timeout: DEFAULT_TIMEOUT,
-                https: true,
-            },
-            lifecycle: Lifecycle::default(),
-            on_change: None,
-        }
-    }
-}
-
-impl RawKnobs {
-    /// Applies these keys over `base`, validating each against its range ([`limits`]).
-    fn resolve(&self, ctx: &str, base: &Knobs, env: &Env) -> Result<Knobs, String> {
-        let mut k = base.clone();
-        self.resolve_policy(ctx, &mut k.policy)?;
-        if let Some(v) = &self.lifespan {
-            k.lifespan = Some(parse_lifespan(ctx, v)?);
-        }
-        if let Some(v) = &self.ca_file {
-            k.transport.ca_file = Some(expand_path(ctx, "ca_file", v, env)?);
-        }
-        if let Some(v) = self.insecure_skip_tls_verify {
-            k.transport.insecure_skip_tls_verify = v;
-        }
-        if let Some(v) = &self.timeout {
-            k.transport.timeout = parse_bounded(ctx, "timeout", v, limits::TIMEOUT)?;
-        }
-        self.resolve_lifecycle(ctx, &mut k.lifecycle)?;
-        if let Some(v) = &self.on_change {
-            k.on_change = Some(v.resolve(&format!("{ctx}: on_change"), env)?);
-        }
-        Ok(k)
-    }
-
-    /// `refresh_fraction`, `min_remaining` and `jitter`, and how they combine.
-    fn resolve_policy(&self, ctx: &str, policy: &mut Policy) -> Result<(), String> {
-        if let Some(f) = self.refresh_fraction {
-            if !(f > 0.0 && f <= 1.0) {
-                return Err(format!("{ctx}: refresh_fraction: {f} must be in (0, 1]"));
-            }
-            policy.refresh_fraction = f;
-        }
-        if let Some(v) = &self.min_remaining {
-            policy.min_remaining = parse_bounded(ctx, "min_remaining", v, limits::MIN_REMAINING)?;
-        }
-        if let Some(j) = self.jitter {
-            if !(0.0..=0.5).contains(&j) {
-                return Err(format!("{ctx}: jitter: {j} must be in [0, 0.5] (a share of the lifetime)"));
-            }
-            policy.jitter = j;
-        }
-        if policy.jitter >= policy.refresh_fraction {
-            return Err(format!(
-                "{ctx}: jitter: {} must be smaller than refresh_fraction ({}), or tokens would be \
-                 replaced as soon as they arrive",
-                policy.jitter, policy.refresh_fraction
-            ));
-        }
-        Ok(())
-    }
-
-    /// `consumers_validate`, `revoke_superseded_after`, `revoke_on_exit`, `min_valid`,
-    /// `remove_expired`.
-    fn resolve_lifecycle(&self, ctx: &str, l: &mut Lifecycle) -> Result<(), String> {
-        if let Some(v) = self.consumers_validate {
-            l.consumers_validate = v;
-        }
-        if let Some(v) = &self.revoke_superseded_after {
-            l.revoke_superseded_after =
-                parse_bounded(ctx, "revoke_superseded_after", v, limits::REVOKE_SUPERSEDED_AFTER)?;
-        }
-        if let Some(v) = self.revoke_on_exit {
-            l.revoke_on_exit = v;
-        }
-        if let Some(v) = &self.min_valid {
-            let d = parse_bounded(ctx, "min_valid", v, limits::MIN_VALID)?;
-            l.min_valid = (!d.is_zero()).then_some(d);
-        }
-        if let Some(v) = self.remove_expired {
-            l.remove_expired = v;
-        }
-        Ok(())
-    }
-}
-
-impl RawCluster {
-    fn resolve(
-        self,
-        ctx: &str,
-        defaults: &Knobs,
-        env: &Env,
-        owns_default_paths: bool,
-    ) -> Result<Cluster, String> {
-        let knobs = RawKnobs {
-            refresh_fraction: self.refresh_fraction,
-            min_remaining: self.min_remaining,
-            jitter: self.jitter,
-            lifespan: self.lifespan,
-            ca_file: self.ca_file,
-            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
-            timeout: self.timeout,
-            consumers_validate: self.consumers_validate,
-            revoke_superseded_after: self.revoke_superseded_after,
-            revoke_on_exit: self.revoke_on_exit,
-            min_valid: self.min_valid,
-            remove_expired: self.remove_expired,
-            on_change: self.on_change,
-        }
-        .resolve(ctx, defaults, env)?;
-        let token_url = parse_url(ctx, &self.token_url)?;
-        let mut transport = knobs.transport;
-        transport.https = token_url.scheme() == "https";
-        let auth = self.auth.resolve(ctx, env)?;
-        let outputs = if self.output.is_empty() {
-            default_outputs(ctx, &self.name, owns_default_paths, env)?
-        } else {
-            self.output.into_iter().map(|o| o.resolve(ctx, env)).collect::<Result<Vec<_>, _>>()?
-        };
-        Ok(Cluster {
-            name: self.name,
-            token_url,
-            is_default: self.default.unwrap_or(false) || owns_default_paths,
-            lifespan: knobs.lifespan,
-            transport,
-            auth,
-            outputs,
-            policy: knobs.policy,
-            lifecycle: knobs.lifecycle,
-            on_change: knobs.on_change,
-        })
-    }
-}
-
-impl RawOutput {
-    fn resolve(self, ctx: &str, env: &Env) -> Result<Output, String> {
-        let ctx = format!("{ctx}: output {:?}", self.path);
-        let path = expand_path(&ctx, "path", &self.path, env)?;
-        if path.file_name().is_none() {
-            return Err(format!("{ctx}: path: names a directory, not a file"));
-        }
-        let format = self.format.unwrap_or(Format::Raw);
-        let mode = match &self.mode {
-            Some(m) => parse_mode(&ctx, m)?,
-            None => 0o600,
-        };
-        let env_var = self.env_var.unwrap_or_else(|| DEFAULT_ENV_VAR.to_owned());
-        validate_env_var(&ctx, &env_var)?;
-        Ok(Output { path, format, mode, env_var })
-    }
-}
-
-/// `~/.cde/<name>/{token,token.sh,token.env,token.json}`, plus `~/.cde/token` and
-/// `~/.cde/token.sh` for the default cluster: the paths CDE's docs have users create by hand.
-fn default_outputs(ctx: &str, name: &str, is_default: bool, env: &Env) -> Result<Vec<Output>, String> {
-    let mut files = vec![
-        (format!("~/.cde/{name}/token"), Format::Raw),
-        (format!("~/.cde/{name}/token.sh"), Format::Shell),
-        (format!("~/.cde/{name}/token.env"), Format::Env),
-        (format!("~/.cde/{name}/token.json"), Format::Json),
-    ];
-    if is_default {
-        files.push(("~/.cde/token".to_owned(), Format::Raw));
-        files.push(("~/.cde/token.sh".to_owned(), Format::Shell));
-    }
-    files
-        .into_iter()
-        .map(|(p, format)| {
-            let path = expand_path(&format!("{ctx}: default output"), "path", &p, env)?;
-            Ok(Output { path, format, mode: 0o600, env_var: DEFAULT_ENV_VAR.to_owned() })
-        })
-        .collect()
 }

@@ -3,9 +3,12 @@
 //! the daemon could not run with, of secrets pasted into the wrong key, and of config paths
 //! that are not regular files.
 
+use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use super::*;
+use crate::scheduler::Policy;
 
 mod hostile;
 
