@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::Url;
 use serde::Deserialize;
+use url::Url;
 
 use super::values::{iso_duration, iso_seconds};
 use super::DEFAULT_ENV_VAR;

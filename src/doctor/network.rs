@@ -4,8 +4,8 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use reqwest::Url;
 use tokio::net::TcpStream;
+use url::Url;
 
 use super::{shown, Mark, Row, CONNECT_TIMEOUT};
 use crate::config::Cluster;
