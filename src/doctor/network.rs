@@ -2,14 +2,18 @@
 //! proxy (if any) that reqwest would use instead.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use url::Url;
 
-use super::{shown, Mark, Row, CONNECT_TIMEOUT};
+use super::{shown, Mark, Row};
 use crate::config::Cluster;
 use crate::keeper::human;
+
+/// DNS and TCP checks give up after this, or after the cluster's timeout if that is shorter
+/// (the same bound `KnoxClient` puts on connecting).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The DNS and TCP rows; returns whether HTTP requests are worth trying.
 pub(super) async fn reach(c: &Cluster, rows: &mut Vec<Row>) -> bool {
