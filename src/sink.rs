@@ -147,8 +147,7 @@ fn parent(path: &Path) -> &Path {
 /// The daemon's effective user id. Directories on the way to an output must belong to it or
 /// to root.
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Symlinks followed while checking one path, at most: the kernel's own limit (`ELOOP`).

@@ -2,68 +2,98 @@
 //! the names of users and groups (through NSS), and which filesystem holds a path
 //! (`/proc/self/mountinfo`).
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt as _;
+use std::mem::MaybeUninit;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{accessat, Access, AtFlags, CWD};
 
 /// The effective user id.
 pub(super) fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// Whether this process may create entries in `dir` (write and search permission for the
-/// effective user, as the kernel would decide).
+/// effective user, as the kernel would decide: `faccessat(AT_EACCESS)`).
 pub(super) fn writable(dir: &Path) -> bool {
-    let Ok(c) = CString::new(dir.as_os_str().as_bytes()) else { return false };
-    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
-    unsafe { libc::faccessat(libc::AT_FDCWD, c.as_ptr(), libc::W_OK | libc::X_OK, libc::AT_EACCESS) == 0 }
+    accessat(CWD, dir, Access::WRITE_OK | Access::EXEC_OK, AtFlags::EACCESS).is_ok()
 }
 
 /// The user's name (through NSS, so LDAP users resolve too), else the number; "(you)" marks
 /// the effective user.
 pub(super) fn user_name(uid: u32) -> String {
     let you = if uid == euid() { " (you)" } else { "" };
-    let mut buf = vec![0 as libc::c_char; 1024];
-    loop {
-        // SAFETY: all-zero is a valid `passwd` (null pointers and zero ids).
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: the pointers are valid for the call and `buf.len()` is the buffer's size.
-        let rc = unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len().saturating_mul(4), 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return format!("{uid}{you}");
-        }
-        // SAFETY: on success `pw_name` points to a NUL-terminated string inside `buf`.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy().into_owned();
-        return format!("{name}{you}");
+    match with_growing_buffer(|buf| getpwuid_name(uid, buf)) {
+        Some(name) => format!("{name}{you}"),
+        None => format!("{uid}{you}"),
     }
 }
 
 /// The group's name (through NSS), else the number.
 pub(super) fn group_name(gid: u32) -> String {
+    with_growing_buffer(|buf| getgrgid_name(gid, buf)).unwrap_or_else(|| gid.to_string())
+}
+
+/// Runs an NSS lookup with a 1 KiB buffer, four times larger each time it answers `ERANGE`
+/// (the buffer is too small for the entry), up to 1 MiB. `None` when there is no such entry
+/// or the lookup fails.
+fn with_growing_buffer(
+    lookup: impl Fn(&mut [libc::c_char]) -> Result<Option<String>, i32>,
+) -> Option<String> {
     let mut buf = vec![0 as libc::c_char; 1024];
     loop {
-        // SAFETY: all-zero is a valid `group` (null pointers and a zero id).
-        let mut grp: libc::group = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::group = std::ptr::null_mut();
-        // SAFETY: the pointers are valid for the call and `buf.len()` is the buffer's size.
-        let rc = unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len().saturating_mul(4), 0);
-            continue;
+        match lookup(&mut buf) {
+            Err(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len().saturating_mul(4), 0),
+            Ok(name) => return name,
+            Err(_) => return None,
         }
-        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
-            return gid.to_string();
+    }
+}
+
+// getpwuid_r and getgrgid_r stay on libc, with `unsafe`: they go through NSS (the C
+// library's plug-ins for LDAP, sssd, files), which rustix, talking to the kernel directly,
+// does not and cannot wrap. Each call is confined to one small function below.
+
+/// `getpwuid_r`: the name of user `uid`, `Ok(None)` if there is no such user, or the error
+/// number it returned (`ERANGE`: `buf` is too small).
+fn getpwuid_name(uid: u32, buf: &mut [libc::c_char]) -> Result<Option<String>, i32> {
+    let mut pwd = MaybeUninit::<libc::passwd>::uninit();
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer passed is valid and writable for the call, and `buf.len()` is the
+    // size of `buf`. On success (0) `result` is either null (no such user) or points to `pwd`,
+    // now initialized, whose strings point into `buf`, which stays borrowed until the name is
+    // copied out; `pw_name` is checked for null before it is read as a C string.
+    unsafe {
+        let rc = libc::getpwuid_r(uid, pwd.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 {
+            return Err(rc);
         }
-        // SAFETY: on success `gr_name` points to a NUL-terminated string inside `buf`.
-        return unsafe { CStr::from_ptr(grp.gr_name) }.to_string_lossy().into_owned();
+        if result.is_null() || (*result).pw_name.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(CStr::from_ptr((*result).pw_name).to_string_lossy().into_owned()))
+    }
+}
+
+/// `getgrgid_r`: the name of group `gid`, `Ok(None)` if there is no such group, or the error
+/// number it returned (`ERANGE`: `buf` is too small).
+fn getgrgid_name(gid: u32, buf: &mut [libc::c_char]) -> Result<Option<String>, i32> {
+    let mut grp = MaybeUninit::<libc::group>::uninit();
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: as in `getpwuid_name`: valid pointers and the true size of `buf` go in; on
+    // success `result` is null or points to the now initialized `grp`, whose non-null
+    // `gr_name` is a NUL-terminated string inside `buf`, still borrowed here.
+    unsafe {
+        let rc = libc::getgrgid_r(gid, grp.as_mut_ptr(), buf.as_mut_ptr(), buf.len(), &mut result);
+        if rc != 0 {
+            return Err(rc);
+        }
+        if result.is_null() || (*result).gr_name.is_null() {
+            return Ok(None);
+        }
+        Ok(Some(CStr::from_ptr((*result).gr_name).to_string_lossy().into_owned()))
     }
 }
 
