@@ -27,6 +27,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use rustix::io::Errno;
+use rustix::process::{kill_process, kill_process_group, pidfd_send_signal, Pid, Signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::OnChange;
@@ -148,27 +150,29 @@ fn may_signal(owner: u32, euid: u32, uids: Uids) -> bool {
 }
 
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    rustix::process::geteuid().as_raw()
 }
 
 /// A process, held by its `/proc/<pid>` directory: the handle keeps naming that process
 /// after it exits, even when its pid is reused.
 struct Process {
-    pid: i32,
+    pid: Pid,
     dir: File,
 }
 
 impl Process {
     fn open(pid: i32) -> io::Result<Process> {
+        let gone = || io::Error::new(io::ErrorKind::NotFound, "no such process");
+        // Only a positive pid names one process (`parse_pid` gives only pids above 1).
+        let pid_of = Some(pid).filter(|&p| p > 0).and_then(Pid::from_raw).ok_or_else(gone)?;
         let dir =
             File::options().read(true).custom_flags(libc::O_DIRECTORY).open(format!("/proc/{pid}")).map_err(
                 |e| match e.kind() {
-                    io::ErrorKind::NotFound => io::Error::new(io::ErrorKind::NotFound, "no such process"),
+                    io::ErrorKind::NotFound => gone(),
                     _ => e,
                 },
             )?;
-        Ok(Process { pid, dir })
+        Ok(Process { pid: pid_of, dir })
     }
 
     /// Its user ids, read through the handle (an exited process has none).
@@ -185,45 +189,30 @@ impl Process {
     /// if the process has exited since it was checked, nobody gets it. Kernels before 5.1 lack
     /// that call; there, `kill` is used.
     fn signal(&self, signal: i32) -> io::Result<()> {
-        // SAFETY: pidfd_send_signal reads its arguments only: a descriptor we own for the
-        // duration of the call, a signal number, a null siginfo pointer (allowed) and flags 0.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.dir.as_raw_fd(),
-                signal,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if rc == 0 {
-            return Ok(());
+        // `on_change` accepts only named signals (config::on_change); any other number is
+        // refused as the kernel would refuse it.
+        let signal = Signal::from_named_raw(signal).ok_or(Errno::INVAL)?;
+        match pidfd_send_signal(&self.dir, signal) {
+            Err(Errno::NOSYS) => {}
+            sent => return sent.map_err(io::Error::from),
         }
-        let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ENOSYS) {
-            return Err(err);
-        }
-        // SAFETY: kill has no memory-safety preconditions; the pid is above 1 (parse_pid).
-        if unsafe { libc::kill(self.pid, signal) } == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        // The pid is above 1 (parse_pid).
+        kill_process(self.pid, signal).map_err(io::Error::from)
     }
 }
 
 /// Kills a hook's process group when dropped, unless disarmed: also when the task running
 /// the hook is dropped without finishing (the runtime shutting down).
-struct GroupKiller(Option<libc::pid_t>);
+struct GroupKiller(Option<Pid>);
 
 impl GroupKiller {
     /// Kills the group now (its leader must not have been reaped yet, so its id is still
     /// the group's), and disarms.
     fn kill(&mut self) {
         if let Some(group) = self.0.take() {
-            // SAFETY: killpg has no memory-safety preconditions; `group` is the id of a group
-            // whose leader is our child, not reaped yet (above 1: from Child::id).
-            unsafe { libc::killpg(group, libc::SIGKILL) };
+            // `group` is the id of a group whose leader is our child, not reaped yet (above 1:
+            // from Child::id). Failure means the group is gone already.
+            let _ = kill_process_group(group, Signal::KILL);
         }
     }
 }
@@ -256,7 +245,9 @@ async fn run_command(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| format!("starting `{shown}`: {e}"))?;
-    let mut group = GroupKiller(child.id().and_then(|id| libc::pid_t::try_from(id).ok()).filter(|&g| g > 1));
+    let mut group = GroupKiller(
+        child.id().and_then(|id| i32::try_from(id).ok()).filter(|&g| g > 1).and_then(Pid::from_raw),
+    );
     let waited = tokio::select! {
         w = tokio::time::timeout(timeout, child.wait()) => w,
         () = shutdown.cancelled() => {

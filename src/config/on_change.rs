@@ -66,3 +66,18 @@ impl RawOnChange {
         Ok(OnChange { signal, command, timeout })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_signal_can_be_sent_and_named() {
+        for (name, signal) in SIGNALS {
+            // hooks sends it through rustix, which takes only the signals it names.
+            assert!(rustix::process::Signal::from_named_raw(signal).is_some(), "{name}");
+            assert_eq!(signal_name(signal), name);
+            assert_eq!(parse_signal("t", &format!("SIG{name}")), Ok(signal));
+        }
+    }
+}
