@@ -35,6 +35,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
 use futures_util::StreamExt as _;
+use rustix::io::Errno;
+use rustix::process::{getpgid, getpgrp, kill_process, waitid, Pid, Signal, WaitId, WaitIdOptions};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
 use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 use signal_hook_tokio::SignalsInfo;
@@ -264,8 +266,8 @@ async fn run_child(mut command: Command, program: &OsString) -> anyhow::Result<E
         }
     };
     // The pid of a child we have not reaped: it cannot be reused until `child.wait()` below.
-    let pid = libc::pid_t::try_from(child.id()).context("the child's pid does not fit pid_t")?;
-    debug!(pid, "command started");
+    let pid = Pid::from_child(&child);
+    debug!(pid = pid.as_raw_pid(), "command started");
     let mut exited = tokio::task::spawn_blocking(move || wait_exited(pid));
     loop {
         tokio::select! {
@@ -285,39 +287,33 @@ async fn run_child(mut command: Command, program: &OsString) -> anyhow::Result<E
 
 /// Blocks until `pid` has exited, without reaping it (`WNOWAIT`), so its pid stays ours
 /// while signals may still be forwarded to it.
-fn wait_exited(pid: libc::pid_t) -> io::Result<()> {
+fn wait_exited(pid: Pid) -> io::Result<()> {
     loop {
-        // SAFETY: siginfo_t is plain old data, for which all zeroes is a valid value.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: `info` is a valid, writable siginfo_t that outlives the call.
-        let rc =
-            unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match waitid(WaitId::Pid(pid), WaitIdOptions::EXITED | WaitIdOptions::NOWAIT) {
+            Ok(_) => return Ok(()),
+            Err(Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Sends the signal described by `info` on to `pid`, unless the kernel sent it to the whole
 /// process group (Ctrl-C, Ctrl-\ at a terminal) and the child, still in our group, got it too.
-fn forward(pid: libc::pid_t, info: &libc::siginfo_t) {
+fn forward(pid: Pid, info: &libc::siginfo_t) {
     let signal = info.si_signo;
-    // SAFETY: getpgid and getpgrp have no preconditions; `pid` is our unreaped child.
-    let same_group = unsafe { libc::getpgid(pid) == libc::getpgrp() };
+    // If the child's group cannot be read, it counts as another group.
+    let same_group = getpgid(Some(pid)).is_ok_and(|group| group == getpgrp());
     if info.si_code == libc::SI_KERNEL && same_group {
         debug!(signal, "not forwarded: the kernel sent it to the child's process group too");
         return;
     }
-    // SAFETY: kill has no memory-safety preconditions; `pid` is our child, not yet reaped,
-    // so it cannot name another process.
-    if unsafe { libc::kill(pid, signal) } == 0 {
-        debug!(signal, pid, "signal forwarded");
-    } else {
-        warn!(signal, pid, "cannot forward the signal: {}", io::Error::last_os_error());
+    // `pid` is our child, not yet reaped, so it cannot name another process. Only the named
+    // signals of FORWARDED arrive here; any other would be refused as the kernel refuses it.
+    let sent = Signal::from_named_raw(signal).ok_or(Errno::INVAL).and_then(|s| kill_process(pid, s));
+    let pid = pid.as_raw_pid();
+    match sent {
+        Ok(()) => debug!(signal, pid, "signal forwarded"),
+        Err(e) => warn!(signal, pid, "cannot forward the signal: {}", io::Error::from(e)),
     }
 }
 
@@ -348,6 +344,13 @@ mod tests {
         check(libc::SIGKILL, 137);
         // Killed and dumped core: still 128 + the signal.
         check(libc::SIGSEGV | 0x80, 139);
+    }
+
+    #[test]
+    fn every_forwarded_signal_can_be_sent() {
+        for signal in FORWARDED {
+            assert!(Signal::from_named_raw(signal).is_some(), "{signal}");
+        }
     }
 
     #[test]
