@@ -219,9 +219,7 @@ fn load_within(path: &std::path::Path, limit: Duration) -> Result<Config, String
 fn only_regular_files_are_read_and_a_fifo_does_not_block() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("config.toml");
-    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
-    // SAFETY: `c` is a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    rustix::fs::mkfifoat(rustix::fs::CWD, &fifo, rustix::fs::Mode::from(0o600)).unwrap();
     let err = load_within(&fifo, Duration::from_secs(5)).unwrap_err();
     assert!(err.starts_with(&fifo.display().to_string()), "{err}");
     assert!(
