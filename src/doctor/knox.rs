@@ -405,6 +405,14 @@ fn clock_row(c: &Cluster, t: &Token) -> Row {
     }
 }
 
+/// The token-limit row's name.
+const LIMIT: &str = "token-limit";
+
+/// What the token-limit row says when Knox refused the test token for the limit.
+const LIMIT_REFUSED: &str = "Knox refused a new token: per-user token limit exceeded (403)";
+
+/// Counts the user's tokens (`getUserTokens`) against Knox's default per-user limit
+/// (docs/knox.md §6.2); a failure when Knox refused the test token for the limit.
 async fn limit_row(
     c: &Cluster,
     client: &KnoxClient,
@@ -412,56 +420,28 @@ async fn limit_row(
     managed: Option<bool>,
     limit_hit: bool,
 ) -> Row {
-    const NAME: &str = "token-limit";
     if managed == Some(false) && !limit_hit {
-        return Row::new(Mark::Pass, NAME, "n/a: Knox counts only managed tokens");
+        return Row::new(Mark::Pass, LIMIT, "n/a: Knox counts only managed tokens");
     }
-    let refused = "Knox refused a new token: per-user token limit exceeded (403)";
     let user = match &c.auth {
         Auth::Basic { user, .. } => Some(user.clone()),
         _ => token.and_then(|t| t.subject.clone()),
     };
     let Some(user) = user else {
         let mark = if limit_hit { Mark::Fail } else { Mark::Skip };
-        return Row::new(mark, NAME, if limit_hit { refused } else { "no user name to list tokens for" });
+        return Row::new(
+            mark,
+            LIMIT,
+            if limit_hit { LIMIT_REFUSED } else { "no user name to list tokens for" },
+        );
+    };
+    let list = match user_tokens(c, client, &user, limit_hit).await {
+        Ok(list) => list,
+        Err(row) => return row,
     };
     let own = token.and_then(|t| t.token_id.as_deref());
-    let listed = match client.user_tokens(c, &user).await {
-        Ok((StatusCode::OK, body)) => match serde_json::from_str::<wire::UserTokens>(&body) {
-            Ok(list) => Ok(list),
-            Err(e) => Err(format!("getUserTokens answered 200 with a body that is not a token list: {e}")),
-        },
-        Ok((StatusCode::SERVICE_UNAVAILABLE, _)) if !limit_hit => {
-            return Row::new(Mark::Pass, NAME, "n/a: token management is off (getUserTokens answered 503)")
-        }
-        Ok((StatusCode::NOT_FOUND, _)) if !limit_hit => {
-            return Row::new(
-                Mark::Skip,
-                NAME,
-                "Knox before 1.6 has no getUserTokens, so the tokens cannot be counted",
-            )
-        }
-        Ok((status, _)) => Err(format!("getUserTokens?userName={user} answered {status}")),
-        Err(e) => Err(e.to_string()),
-    };
-    let list = match listed {
-        Ok(list) => list,
-        Err(why) if limit_hit => return Row::new(Mark::Fail, NAME, format!("{refused}; {why}")),
-        Err(why) => return Row::new(Mark::Warn, NAME, format!("cannot count {user}'s tokens: {why}")),
-    };
     let knox_now = token.map_or_else(|| epoch_ms(SystemTime::now()), |t| t.knox_now_ms);
-    let mut held = 0usize;
-    let mut expired = 0usize;
-    for t in list.tokens.iter().filter(|t| Some(t.token_id.as_str()) != own) {
-        match t.expiration_long {
-            Some(ms) if ms >= 0 && ms.saturating_add(EVICTION_GRACE_MS) <= knox_now => {} // evicted at the next sweep
-            Some(ms) if ms >= 0 && ms <= knox_now => {
-                held = held.saturating_add(1);
-                expired = expired.saturating_add(1);
-            }
-            _ => held = held.saturating_add(1),
-        }
-    }
+    let (held, expired) = count_held(&list, own, knox_now);
     let expired_note = if expired > 0 {
         format!(", {expired} of them expired but counted until evicted 24h after expiry")
     } else {
@@ -475,20 +455,79 @@ async fn limit_row(
     if limit_hit {
         Row::new(
             Mark::Fail,
-            NAME,
+            LIMIT,
             format!(
-                "{refused}; {counted}: revoke unused ones (`token-keeper tokens list`, `tokens revoke ID`)"
+                "{LIMIT_REFUSED}; {counted}: revoke unused ones (`token-keeper tokens list`, `tokens revoke ID`)"
             ),
         )
     } else if held >= TOKEN_LIMIT_WARN {
         Row::new(
             Mark::Warn,
-            NAME,
+            LIMIT,
             format!("{counted}: little headroom; the keeper holds two at each rotation until it revokes the old one"),
         )
     } else {
-        Row::new(Mark::Pass, NAME, counted)
+        Row::new(Mark::Pass, LIMIT, counted)
     }
+}
+
+/// `user`'s tokens as `getUserTokens` lists them, or the row that ends the check: n/a when
+/// token management is off, skipped before Knox 1.6, else a warning (a failure when the limit
+/// was hit) saying why they cannot be counted.
+async fn user_tokens(
+    c: &Cluster,
+    client: &KnoxClient,
+    user: &str,
+    limit_hit: bool,
+) -> Result<wire::UserTokens, Row> {
+    let listed = match client.user_tokens(c, user).await {
+        Ok((StatusCode::OK, body)) => match serde_json::from_str::<wire::UserTokens>(&body) {
+            Ok(list) => Ok(list),
+            Err(e) => Err(format!("getUserTokens answered 200 with a body that is not a token list: {e}")),
+        },
+        Ok((StatusCode::SERVICE_UNAVAILABLE, _)) if !limit_hit => {
+            return Err(Row::new(
+                Mark::Pass,
+                LIMIT,
+                "n/a: token management is off (getUserTokens answered 503)",
+            ))
+        }
+        Ok((StatusCode::NOT_FOUND, _)) if !limit_hit => {
+            return Err(Row::new(
+                Mark::Skip,
+                LIMIT,
+                "Knox before 1.6 has no getUserTokens, so the tokens cannot be counted",
+            ))
+        }
+        Ok((status, _)) => Err(format!("getUserTokens?userName={user} answered {status}")),
+        Err(e) => Err(e.to_string()),
+    };
+    listed.map_err(|why| {
+        if limit_hit {
+            Row::new(Mark::Fail, LIMIT, format!("{LIMIT_REFUSED}; {why}"))
+        } else {
+            Row::new(Mark::Warn, LIMIT, format!("cannot count {user}'s tokens: {why}"))
+        }
+    })
+}
+
+/// How many of `list`'s tokens besides `own` Knox counts toward the limit at `knox_now`
+/// (epoch ms on its clock), and how many of those have expired: an expired token counts
+/// until it is evicted, [`EVICTION_GRACE_MS`] after its expiry.
+fn count_held(list: &wire::UserTokens, own: Option<&str>, knox_now: i64) -> (usize, usize) {
+    let mut held = 0usize;
+    let mut expired = 0usize;
+    for t in list.tokens.iter().filter(|t| Some(t.token_id.as_str()) != own) {
+        match t.expiration_long {
+            Some(ms) if ms >= 0 && ms.saturating_add(EVICTION_GRACE_MS) <= knox_now => {} // evicted at the next sweep
+            Some(ms) if ms >= 0 && ms <= knox_now => {
+                held = held.saturating_add(1);
+                expired = expired.saturating_add(1);
+            }
+            _ => held = held.saturating_add(1),
+        }
+    }
+    (held, expired)
 }
 
 async fn cleanup_row(
@@ -657,5 +696,24 @@ mod tests {
         check(Op::Revoke, Flavor::V2, "DELETE v2/token/revoke");
         check(Op::Revoke, Flavor::V1Put, "DELETE v1/token/revoke");
         check(Op::Renew, Flavor::V1Post, "POST v1/token/renew");
+    }
+    #[test]
+    fn held_tokens_count_until_evicted() {
+        const DAY: i64 = EVICTION_GRACE_MS;
+        let now = 10 * DAY;
+        let list: wire::UserTokens = serde_json::from_value(serde_json::json!({"tokens": [
+            {"tokenId": "own", "expirationLong": now + 1},   // doctor's test token: not counted
+            {"tokenId": "live", "expirationLong": now + 1},
+            {"tokenId": "never", "expirationLong": -1},
+            {"tokenId": "absent"},
+            {"tokenId": "now", "expirationLong": now},        // expired, counted
+            {"tokenId": "grace", "expirationLong": now - DAY + 1}, // expired, counted
+            {"tokenId": "evicted", "expirationLong": now - DAY},   // evicted at the next sweep
+        ]}))
+        .unwrap();
+        // (own token, held, expired)
+        for (own, want) in [(Some("own"), (5, 2)), (None, (6, 2)), (Some("live"), (5, 2))] {
+            assert_eq!(count_held(&list, own, now), want, "{own:?}");
+        }
     }
 }
