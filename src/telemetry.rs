@@ -210,102 +210,12 @@ impl Telemetry {
     pub fn render(&self, now: SystemTime) -> String {
         let now_ms = epoch_ms(now);
         self.with(|s| {
-            let mut out = String::new();
-            let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, String)>| {
-                let _ = writeln!(out, "# HELP token_keeper_{name} {help}");
-                let _ = writeln!(out, "# TYPE token_keeper_{name} {kind}");
-                for (labels, value) in samples {
-                    let _ = writeln!(out, "token_keeper_{name}{labels} {value}");
-                }
-            };
-            let per = |f: &dyn Fn(&ClusterStats) -> Option<String>| -> Vec<(String, String)> {
-                s.clusters.iter().filter_map(|(n, c)| Some((labels(&[("cluster", n)]), f(c)?))).collect()
-            };
-            family(
-                "token_expiry_timestamp_seconds",
-                "gauge",
-                "When the published token expires (this host's clock), or +Inf if it never does.",
-                per(&|c| c.published.then(|| c.expires_local_ms.map_or("+Inf".into(), secs))),
-            );
-            family(
-                "token_remaining_seconds",
-                "gauge",
-                "Time left on the published token.",
-                per(&|c| {
-                    c.published.then(|| {
-                        c.expires_local_ms.map_or("+Inf".into(), |ms| secs(ms.saturating_sub(now_ms)))
-                    })
-                }),
-            );
-            let mut acq = Vec::new();
-            let mut ren = Vec::new();
-            let mut rev = Vec::new();
-            for (n, c) in &s.clusters {
-                for (result, v) in &c.acquisitions {
-                    acq.push((labels(&[("cluster", n), ("result", result)]), v.to_string()));
-                }
-                for ((result, code), v) in &c.renewals {
-                    ren.push((labels(&[("cluster", n), ("result", result), ("code", code)]), v.to_string()));
-                }
-                for (result, v) in &c.revocations {
-                    rev.push((labels(&[("cluster", n), ("result", result)]), v.to_string()));
-                }
-            }
-            family("acquisitions_total", "counter", "Token acquisitions, by result.", acq);
-            family(
-                "renewals_total",
-                "counter",
-                "Token renewals, by result and Knox code (or HTTP status).",
-                ren,
-            );
-            family(
-                "revocations_total",
-                "counter",
-                "Revocations of superseded or exiting tokens, by result.",
-                rev,
-            );
-            family(
-                "publish_generation",
-                "gauge",
-                "The generation of the published token (counts up per new token).",
-                per(&|c| Some(c.generation.to_string())),
-            );
-            family(
-                "last_success_timestamp_seconds",
-                "gauge",
-                "When a token was last acquired or renewed.",
-                per(&|c| c.last_success_ms.map(secs)),
-            );
-            family(
-                "knox_clock_offset_seconds",
-                "gauge",
-                "Knox's clock minus this host's, from its Date header.",
-                per(&|c| c.published.then(|| secs(c.clock_offset_ms))),
-            );
-            family(
-                "stale",
-                "gauge",
-                "1 while refreshing keeps failing past the refresh point.",
-                per(&|c| Some(u8::from(c.stale.is_some()).to_string())),
-            );
-            family(
-                "consumer_hook_failures_total",
-                "counter",
-                "on_change signals or commands that failed.",
-                per(&|c| Some(c.hook_failures.to_string())),
-            );
-            family(
-                "config_generation",
-                "gauge",
-                "Counts up with every config applied.",
-                vec![(String::new(), s.config_generation.to_string())],
-            );
-            let reloads = ["ok", "error"]
-                .iter()
-                .map(|r| (labels(&[("result", r)]), s.reloads.get(r).copied().unwrap_or(0).to_string()))
-                .collect();
-            family("reloads_total", "counter", "Config reloads, by result.", reloads);
-            out
+            let mut text = Text::default();
+            text.token_families(s, now_ms);
+            text.request_families(s);
+            text.cluster_families(s);
+            text.config_families(s);
+            text.0
         })
     }
 
@@ -315,6 +225,127 @@ impl Telemetry {
         let dirty = self.with(|s| std::mem::replace(&mut s.dirty, false));
         dirty.then(|| (path, self.render(now)))
     }
+}
+
+/// The metrics text being rendered, one family at a time, in the order `/metrics` has always
+/// listed them.
+#[derive(Default)]
+struct Text(String);
+
+impl Text {
+    /// One family: its `# HELP` and `# TYPE` lines, then a line per `(labels, value)`.
+    fn family(&mut self, name: &str, kind: &str, help: &str, samples: Vec<(String, String)>) {
+        let out = &mut self.0;
+        let _ = writeln!(out, "# HELP token_keeper_{name} {help}");
+        let _ = writeln!(out, "# TYPE token_keeper_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "token_keeper_{name}{labels} {value}");
+        }
+    }
+
+    /// When the published tokens expire, and how long they have left.
+    fn token_families(&mut self, s: &State, now_ms: i64) {
+        self.family(
+            "token_expiry_timestamp_seconds",
+            "gauge",
+            "When the published token expires (this host's clock), or +Inf if it never does.",
+            per_cluster(s, |c| c.published.then(|| c.expires_local_ms.map_or("+Inf".into(), secs))),
+        );
+        self.family(
+            "token_remaining_seconds",
+            "gauge",
+            "Time left on the published token.",
+            per_cluster(s, |c| {
+                c.published
+                    .then(|| c.expires_local_ms.map_or("+Inf".into(), |ms| secs(ms.saturating_sub(now_ms))))
+            }),
+        );
+    }
+
+    /// The acquisition, renewal and revocation counters, by result.
+    fn request_families(&mut self, s: &State) {
+        let mut acq = Vec::new();
+        let mut ren = Vec::new();
+        let mut rev = Vec::new();
+        for (n, c) in &s.clusters {
+            for (result, v) in &c.acquisitions {
+                acq.push((labels(&[("cluster", n), ("result", result)]), v.to_string()));
+            }
+            for ((result, code), v) in &c.renewals {
+                ren.push((labels(&[("cluster", n), ("result", result), ("code", code)]), v.to_string()));
+            }
+            for (result, v) in &c.revocations {
+                rev.push((labels(&[("cluster", n), ("result", result)]), v.to_string()));
+            }
+        }
+        self.family("acquisitions_total", "counter", "Token acquisitions, by result.", acq);
+        self.family(
+            "renewals_total",
+            "counter",
+            "Token renewals, by result and Knox code (or HTTP status).",
+            ren,
+        );
+        self.family(
+            "revocations_total",
+            "counter",
+            "Revocations of superseded or exiting tokens, by result.",
+            rev,
+        );
+    }
+
+    /// Per cluster: generation, last success, clock offset, staleness, hook failures.
+    fn cluster_families(&mut self, s: &State) {
+        self.family(
+            "publish_generation",
+            "gauge",
+            "The generation of the published token (counts up per new token).",
+            per_cluster(s, |c| Some(c.generation.to_string())),
+        );
+        self.family(
+            "last_success_timestamp_seconds",
+            "gauge",
+            "When a token was last acquired or renewed.",
+            per_cluster(s, |c| c.last_success_ms.map(secs)),
+        );
+        self.family(
+            "knox_clock_offset_seconds",
+            "gauge",
+            "Knox's clock minus this host's, from its Date header.",
+            per_cluster(s, |c| c.published.then(|| secs(c.clock_offset_ms))),
+        );
+        self.family(
+            "stale",
+            "gauge",
+            "1 while refreshing keeps failing past the refresh point.",
+            per_cluster(s, |c| Some(u8::from(c.stale.is_some()).to_string())),
+        );
+        self.family(
+            "consumer_hook_failures_total",
+            "counter",
+            "on_change signals or commands that failed.",
+            per_cluster(s, |c| Some(c.hook_failures.to_string())),
+        );
+    }
+
+    /// The config generation and the reloads, by result.
+    fn config_families(&mut self, s: &State) {
+        self.family(
+            "config_generation",
+            "gauge",
+            "Counts up with every config applied.",
+            vec![(String::new(), s.config_generation.to_string())],
+        );
+        let reloads = ["ok", "error"]
+            .iter()
+            .map(|r| (labels(&[("result", r)]), s.reloads.get(r).copied().unwrap_or(0).to_string()))
+            .collect();
+        self.family("reloads_total", "counter", "Config reloads, by result.", reloads);
+    }
+}
+
+/// A sample for each cluster that `f` gives a value, labelled with the cluster's name.
+fn per_cluster(s: &State, f: impl Fn(&ClusterStats) -> Option<String>) -> Vec<(String, String)> {
+    s.clusters.iter().filter_map(|(n, c)| Some((labels(&[("cluster", n)]), f(c)?))).collect()
 }
 
 /// `{k="v",...}` with the values escaped as the text format wants.
