@@ -6,7 +6,7 @@
 //! `--min-valid`. Without `--min-valid` the bar is the one the keeper uses for "fresh" (the
 //! cluster's `min_remaining`, or half the lifetime of a short token), which any token Knox has
 //! just issued meets: a fixed default would refuse every token of a topology whose
-//! `knox.token.ttl` is shorter (Knox's own default is 30 s).
+//! `knox.token.ttl` is shorter (Knox's own default is 30 s, docs/knox.md §6.1).
 //!
 //! Decisions:
 //! - exec is a consumer, not the keeper: it never publishes the token it acquired, nor
@@ -120,7 +120,8 @@ enum Need {
     /// No `--min-valid`: a token the keeper itself would call fresh, with at least the
     /// cluster's safety margin for its lifetime left (`min_remaining`, or half the lifetime of
     /// a short token; `Policy::margin`). A token Knox has just issued always qualifies, so
-    /// this works whatever the topology's `knox.token.ttl` (Knox's default is 30 s).
+    /// this works whatever the topology's `knox.token.ttl` (Knox's default is 30 s, docs/knox.md
+    /// §6.1).
     Fresh,
 }
 

@@ -25,7 +25,8 @@ pub const MAX_MIN_REMAINING: Duration = Duration::from_secs(30 * DAY);
 pub const MAX_LIFESPAN: Duration = Duration::from_secs(3650 * DAY);
 
 /// `revoke_superseded_after`: zero to one day. Readers need seconds to finish with the old
-/// token, and Knox counts a superseded token against the user's limit until it is revoked.
+/// token, and Knox counts a superseded token against the user's limit until it is revoked
+/// (docs/knox.md §9.3).
 pub const MAX_REVOKE_SUPERSEDED_AFTER: Duration = Duration::from_secs(DAY);
 
 /// `timeout` (per Knox request): more than zero, at most 10 minutes.

@@ -97,7 +97,8 @@ pub(super) async fn knox_checks(c: &Cluster, renew_trial: bool) -> Vec<Row> {
     let accepted = matches!(acquired, Ok(_) | Err(KnoxError::TokenLimitExceeded { .. }));
     rows.credentials = credentials_row(c, &acquired);
 
-    // Which API answers, and whether tokens are managed: getTssStatus on v2 (Knox ≥ 2.1), else v1.
+    // Which API answers, and whether tokens are managed: getTssStatus on v2 (Knox ≥ 2.1), else v1
+    // (docs/knox.md §1.2, §4.4).
     let tss = if accepted { Some(tss_probe(c, &client).await) } else { None };
     let token = acquired.as_ref().ok();
     let managed = token.filter(|t| !t.legacy).map(|t| t.managed).or_else(|| tss.as_ref()?.enabled);

@@ -121,7 +121,7 @@ pub enum Renewal {
     Reacquire(Reason),
 }
 
-/// Why a token has to be re-acquired instead of renewed.
+/// Why a token has to be re-acquired instead of renewed (the codes: docs/knox.md §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
     /// 200, but the expiry is unchanged: an unmanaged token echoing its own `exp`.
@@ -176,7 +176,8 @@ pub fn renewal(status: u16, answer: &Answer, current_ms: i64) -> Renewal {
     if status == 200 && answer.ok != Some(false) {
         // Knox sets the expiry to now + knox.token.exp.renew-interval, however early the call:
         // with an interval shorter than the token's ttl the new expiry is *earlier* than the
-        // current one, and that is still a renewal (seen on the real gateway, docs/INTEROP.md).
+        // current one, and that is still a renewal (docs/knox.md §3.2; seen on the real
+        // gateway, docs/INTEROP.md).
         // Only an unchanged expiry is the echo of an unmanaged token's own `exp`.
         return match answer.expires {
             Some(ms) if ms != current_ms => Renewal::Extended(ms),
@@ -190,7 +191,7 @@ pub fn renewal(status: u16, answer: &Answer, current_ms: i64) -> Renewal {
         (Some(30), _) if error.contains("renewal limit") => Reason::RenewalLimit,
         (Some(90), _) => Reason::Expired,
         (Some(40), _) => Reason::InvalidToken,
-        // Knox before 1.6 has no codes: the message, then the status, decide.
+        // Knox before 1.6 has no codes (docs/knox.md §5.1): the message, then the status, decide.
         (None, _) if error.starts_with("Unknown token") => Reason::UnknownToken,
         (None, _) if error.contains("renewal limit") => Reason::RenewalLimit,
         (None, 403) => Reason::NotAuthorized,
@@ -199,7 +200,7 @@ pub fn renewal(status: u16, answer: &Answer, current_ms: i64) -> Renewal {
     Renewal::Reacquire(reason)
 }
 
-/// What a revocation answer means (docs/knox.md §4.1).
+/// What a revocation answer means (docs/knox.md §4.1; the codes: §5.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {
     /// Revoked.

@@ -236,7 +236,7 @@ impl KnoxClient {
     }
 
     /// `GET .../token/getTssStatus` (docs/knox.md §4.4) on the v1 or v2 API: Knox's status and
-    /// body. A 404 from v2 means Knox before 2.1 (no v2 API).
+    /// body. A 404 from v2 means Knox before 2.1 (no v2 API, §1.2).
     pub async fn tss_status(&self, cluster: &Cluster, v2: bool) -> Result<(StatusCode, String), KnoxError> {
         let url = api_url(&cluster.token_url, v2, "getTssStatus");
         let shown = display_url(&url);
@@ -448,7 +448,8 @@ pub(crate) fn parse_token(
 ) -> Result<Token, String> {
     let wire: wire::TokenResponse = match serde_json::from_str(body) {
         Ok(w) => w,
-        // Knox ≤ 2.0 answers a signing failure with 200 `{ "Unable to acquire token." }`.
+        // Knox ≤ 2.0 answers a signing failure with 200 `{ "Unable to acquire token." }`
+        // (docs/knox.md §2.4).
         Err(_) if body.contains("Unable to acquire token") => {
             return Err("Knox could not issue a token (\"Unable to acquire token\")".into())
         }

@@ -44,7 +44,8 @@ pub enum KnoxError {
         /// The `WWW-Authenticate` scheme, if any.
         challenge: Option<String>,
     },
-    /// A redirect, which Knox sends to browser SSO when a cookie is missing or invalid.
+    /// A redirect, which Knox sends to browser SSO when a cookie is missing or invalid
+    /// (docs/knox.md §7.3, §9.6).
     #[error("{url} answered {status} redirecting to {location}: the topology wants browser SSO (a missing or expired cookie?); redirects are not followed")]
     Redirect {
         /// The request URL.
@@ -60,7 +61,8 @@ pub enum KnoxError {
         /// The request URL.
         url: String,
     },
-    /// 404 from a `.../knoxtoken/api/v2/token` URL: Knox before 2.1 has only the v1 API.
+    /// 404 from a `.../knoxtoken/api/v2/token` URL: Knox before 2.1 has only the v1 API
+    /// (docs/knox.md §1.2).
     #[error(
         "{url} answered 404 Not Found: this Knox has no v2 API (it is older than 2.1); use {v1} as token_url"
     )]

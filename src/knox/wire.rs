@@ -15,7 +15,7 @@ use serde_json::Value;
 /// `HashMap`), which serde does not care about.
 #[derive(Debug, Deserialize)]
 pub struct TokenResponse {
-    /// The serialized JWT. Absent on Knox ≤ 2.0's 200 "Unable to acquire token." answer.
+    /// The serialized JWT. Absent on Knox ≤ 2.0's 200 "Unable to acquire token." answer (§2.4).
     pub access_token: Option<String>,
     /// The `knox.id` UUID; absent before Knox 1.6.
     pub token_id: Option<String>,
