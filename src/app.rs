@@ -1,4 +1,4 @@
-//! Wires the daemon together and implements each CLI verb.
+//! `token-keeper run`: wires the daemon together (signals, config watcher, health server, keeper).
 //!
 //! `run` owns the root `CancellationToken`, the `TaskTracker` and the one consumer of
 //! [`Control`]: signals and the config watcher send, this loop decides. A reload validates the
@@ -8,42 +8,22 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
-use anyhow::{bail, Context as _};
-use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
-use tokio::task::JoinSet;
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
-use crate::config::{self, Cluster, Config, ConfigError, Env, Format};
+use crate::config::{self, Config, ConfigError, Env};
+use crate::control::Control;
 use crate::keeper::{human, FirstRound, Keeper};
 use crate::knox::client::load_ca_file;
-use crate::knox::{Clients, KnoxClient};
-use crate::output::{self, rfc3339};
-use crate::scheduler::backoff;
+use crate::knox::Clients;
 use crate::sim::{ApiVersion, Sim, SimOptions};
 use crate::telemetry::Telemetry;
-use crate::{keeper, reload, server, signals, sink, systemd, text};
-
-/// Everything that can steer the running daemon. Signals and the config watcher send these;
-/// [`run`] is the only receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Re-read and validate the config; apply it if valid.
-    Reload {
-        /// What asked, for the log.
-        cause: &'static str,
-    },
-    /// Refresh every cluster now.
-    Refresh,
-    /// Stop gracefully.
-    Shutdown {
-        /// What asked, for the log.
-        cause: &'static str,
-    },
-}
+use crate::{reload, server, signals, sink, systemd};
 
 /// How long shutdown waits for publishes in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -79,7 +59,7 @@ pub fn load_config(path: &Path) -> Result<Config, ConfigError> {
     Ok(config)
 }
 
-fn warn_insecure(config: &Config) {
+pub(crate) fn warn_insecure(config: &Config) {
     for c in config.clusters.iter().filter(|c| c.transport.insecure_skip_tls_verify) {
         warn!(cluster = %c.name, url = %c.token_url, "insecure_skip_tls_verify is set: the gateway's certificate is not checked, so anyone on the network path can take the credentials");
     }
@@ -192,250 +172,6 @@ fn reload_config(path: &Path, current: &Arc<Config>, cause: &str) -> Result<Opti
             Err(())
         }
     }
-}
-
-/// `token-keeper once`: keeps each still-fresh published token, acquires the rest, and
-/// returns whether every cluster ends with a fresh token. Transient failures are retried
-/// until `timeout`.
-pub async fn once(config_path: &Path, timeout: Duration) -> anyhow::Result<bool> {
-    let config = load_config(config_path)?;
-    warn_insecure(&config);
-    let clients = Clients::default();
-    let permits = Arc::new(Semaphore::new(config.max_concurrent_requests));
-    let deadline = crate::scheduler::later(Instant::now(), timeout);
-    let mut tasks = JoinSet::new();
-    for cluster in &config.clusters {
-        let client = clients.get(&cluster.transport)?;
-        tasks.spawn(once_cluster(cluster.clone(), client, permits.clone(), deadline));
-    }
-    let mut all_fresh = true;
-    while let Some(r) = tasks.join_next().await {
-        all_fresh &= r.unwrap_or(false);
-    }
-    Ok(all_fresh)
-}
-
-async fn once_cluster(
-    cluster: Arc<Cluster>,
-    client: KnoxClient,
-    permits: Arc<Semaphore>,
-    deadline: Instant,
-) -> bool {
-    let name = cluster.name.as_str();
-    let min = cluster.policy.min_remaining;
-    let existing = match output::read_published(&cluster) {
-        Ok(p) => p,
-        Err(e) => {
-            warn!(cluster = name, "ignoring the published token: {e:#}");
-            None
-        }
-    };
-    if let Some(p) = &existing {
-        match p.remaining_ms(SystemTime::now()) {
-            None => {
-                info!(
-                    cluster = name,
-                    token_id = p.token_id.as_deref().unwrap_or("-"),
-                    "kept: the published token never expires"
-                );
-                return true;
-            }
-            Some(ms) if ms >= 0 && u128::from(ms.unsigned_abs()) >= min.as_millis() => {
-                info!(cluster = name, token_id = p.token_id.as_deref().unwrap_or("-"), left = %human(Duration::from_millis(ms.unsigned_abs())), "kept: the published token is still fresh");
-                return true;
-            }
-            Some(_) => {}
-        }
-    }
-    let generation = existing.map_or(0, |p| p.generation).saturating_add(1);
-    let mut failures = 0;
-    loop {
-        let result = {
-            let Ok(_permit) = permits.acquire().await else { return false };
-            client.acquire(&cluster).await
-        };
-        match result {
-            Ok(token) => {
-                if keeper::publish(&cluster, &token, generation).await.is_err() {
-                    return false;
-                }
-                let left = token.lifetime(cluster.lifecycle.consumers_validate);
-                info!(cluster = name, token_id = %token.id(), fingerprint = %token.jwt.fingerprint(), generation, left = %left.map_or_else(|| "never expires".into(), human), "token published");
-                return left.is_none_or(|l| l >= min);
-            }
-            Err(e) => {
-                failures += 1;
-                let wait = backoff(failures, fastrand::f64(), e.class());
-                if e.is_transient() && crate::scheduler::later(Instant::now(), wait) < deadline {
-                    warn!(
-                        cluster = name,
-                        status = e.status(),
-                        "attempt {failures} failed: {e}; retrying in {}",
-                        human(wait)
-                    );
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                error!(cluster = name, status = e.status(), "giving up: {e}");
-                return false;
-            }
-        }
-    }
-}
-
-/// `token-keeper status`: one line per cluster; returns whether all are fresh. What the
-/// published files hold is shown escaped ([`crate::text::escape`]): they may carry what Knox
-/// sent.
-pub fn status(config_path: &Path, json: bool) -> anyhow::Result<bool> {
-    let config = config::load(config_path, &Env::from_process())?;
-    let now = SystemTime::now();
-    if json {
-        return status_json(&config, now);
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{:<20} {:<38} {:<22} {:>8} {:>10}  STATE",
-        "CLUSTER", "TOKEN ID", "EXPIRES", "LEFT", "KNOX CLOCK"
-    )?;
-    let mut all_fresh = true;
-    for c in &config.clusters {
-        let (id, expires, left, clock, state) = match output::read_published(c) {
-            Ok(None) => ("-".into(), "-".into(), "-".into(), "-".into(), "not published".to_owned()),
-            Err(e) => ("-".into(), "-".into(), "-".into(), "-".into(), format!("unreadable: {e:#}")),
-            Ok(Some(p)) => {
-                let id = p.token_id.clone().unwrap_or_else(|| "-".into());
-                let (expires, left, state) = match (p.expires_at_ms, p.remaining_ms(now)) {
-                    (Some(at), Some(ms)) => {
-                        let state = if ms <= 0 {
-                            "expired"
-                        } else if u128::from(ms.unsigned_abs()) < c.policy.min_remaining.as_millis() {
-                            "expiring"
-                        } else {
-                            "fresh"
-                        };
-                        let left = if ms > 0 {
-                            human(Duration::from_millis(ms.unsigned_abs()))
-                        } else {
-                            "0s".into()
-                        };
-                        (rfc3339(crate::knox::from_epoch_ms(at)), left, state.to_owned())
-                    }
-                    _ => ("never".into(), "-".into(), "fresh".to_owned()),
-                };
-                // A stale token still works, but will not be replaced in time.
-                let state = match (p.stale, &state[..]) {
-                    (true, "fresh" | "expiring") => {
-                        format!("stale: {}", p.last_error.as_deref().unwrap_or("refreshing keeps failing"))
-                    }
-                    _ => state,
-                };
-                (id, expires, left, signed(p.knox_clock_offset_ms), state)
-            }
-        };
-        all_fresh &= state == "fresh";
-        let (id, state) = (text::quote(&id, 64), text::escape(&state));
-        writeln!(out, "{:<20} {:<38} {:<22} {:>8} {:>10}  {state}", c.name, id, expires, left, clock)?;
-    }
-    Ok(all_fresh)
-}
-
-/// `status --json`: an array with one object per cluster: `cluster`, `state` (`fresh`,
-/// `expiring`, `stale`, `expired`, `not_published`, `unreadable`), `fresh`, `token_id`,
-/// `expires_at`, `expires_at_ms`, `remaining_seconds`, `knox_clock_offset_ms`, `generation`,
-/// `error`.
-fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
-    use serde_json::{json, Value};
-    let mut all_fresh = true;
-    let mut rows = Vec::new();
-    for c in &config.clusters {
-        let row = match output::read_published(c) {
-            Ok(None) => json!({"cluster": c.name, "state": "not_published", "fresh": false}),
-            Err(e) => {
-                json!({"cluster": c.name, "state": "unreadable", "fresh": false, "error": format!("{e:#}")})
-            }
-            Ok(Some(p)) => {
-                let remaining = p.remaining_ms(now);
-                let state = match remaining {
-                    Some(ms) if ms <= 0 => "expired",
-                    _ if p.stale => "stale",
-                    Some(ms) if u128::from(ms.unsigned_abs()) < c.policy.min_remaining.as_millis() => {
-                        "expiring"
-                    }
-                    _ => "fresh",
-                };
-                json!({
-                    "cluster": c.name,
-                    "state": state,
-                    "fresh": state == "fresh",
-                    "token_id": p.token_id,
-                    "expires_at": p.expires_at_ms.map(|ms| rfc3339(crate::knox::from_epoch_ms(ms))),
-                    "expires_at_ms": p.expires_at_ms.unwrap_or(-1),
-                    "remaining_seconds": remaining.map(|ms| ms.max(0) / 1000),
-                    "knox_clock_offset_ms": p.knox_clock_offset_ms,
-                    "generation": p.generation,
-                    "error": p.last_error,
-                })
-            }
-        };
-        all_fresh &= row["fresh"] == Value::Bool(true);
-        rows.push(row);
-    }
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{}", text::escape_json(&Value::Array(rows).to_string()))?;
-    Ok(all_fresh)
-}
-
-/// Knox's clock offset for people: "+2h", "-90s", "0s" (below a second is noise: the
-/// `Date` header has one-second resolution).
-fn signed(ms: i64) -> String {
-    if ms.unsigned_abs() < 1000 {
-        return "0s".into();
-    }
-    let sign = if ms < 0 { '-' } else { '+' };
-    // Rounded to the second: the estimate is the middle of a `Date` second.
-    format!("{sign}{}", human(Duration::from_secs(ms.unsigned_abs().saturating_add(500) / 1000)))
-}
-
-/// `token-keeper token`: writes the published token in `format` to stdout, byte for byte
-/// what an output file of that format holds.
-pub fn token(config_path: &Path, cluster: Option<&str>, format: Format) -> anyhow::Result<()> {
-    let config = config::load(config_path, &Env::from_process())?;
-    let c = pick_cluster(&config, config_path, cluster)?;
-    let p = output::read_published(c)?.with_context(|| {
-        format!("no token is published for cluster {:?} yet (is token-keeper running?)", c.name)
-    })?;
-    if p.remaining_ms(SystemTime::now()).is_some_and(|ms| ms <= 0) {
-        bail!("the published token for cluster {:?} has expired (is token-keeper running?)", c.name);
-    }
-    let mut out = std::io::stdout().lock();
-    out.write_all(&output::render(format, &p, c.env_var()))?;
-    out.flush()?;
-    Ok(())
-}
-
-/// The cluster named `name`, or the default one, with a message listing the choices.
-pub fn pick_cluster<'a>(config: &'a Config, path: &Path, name: Option<&str>) -> anyhow::Result<&'a Cluster> {
-    if let Some(c) = config.cluster(name) {
-        return Ok(c);
-    }
-    let names: Vec<_> = config.clusters.iter().map(|c| c.name.as_str()).collect();
-    match name {
-        Some(n) => bail!("no cluster named {n:?} in {} (clusters: {})", path.display(), names.join(", ")),
-        None => bail!(
-            "{} has several clusters and none is marked default = true: pass --cluster (one of {})",
-            path.display(),
-            names.join(", ")
-        ),
-    }
-}
-
-/// `token-keeper check-config`: validates and prints the resolved config.
-pub fn check_config(config_path: &Path) -> anyhow::Result<()> {
-    let config = load_config(config_path)?;
-    let mut out = std::io::stdout().lock();
-    write!(out, "{config}")?;
-    Ok(())
 }
 
 /// Options of `token-keeper sim`.

@@ -42,7 +42,7 @@ use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 use signal_hook_tokio::SignalsInfo;
 use tracing::{debug, error, info, warn};
 
-use crate::app::pick_cluster;
+use crate::cmd::pick_cluster;
 use crate::config::{self, Cluster, ConfigError, Env};
 use crate::keeper::human;
 use crate::knox::{KnoxClient, Token};

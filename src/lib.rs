@@ -2,8 +2,9 @@
 //! them atomically as files that scripts, Spark jobs and systemd services read.
 //!
 //! # Layout
-//! - [`admin`]: `tokens list|revoke|enable|disable`, Knox's token API from the command line.
-//! - [`app`]: wires the daemon (signals, reload, keeper) and implements each CLI verb.
+//! - [`app`]: wires the daemon (signals, reload, keeper): `token-keeper run`.
+//! - [`cmd`]: the other verbs, a file each: `once`, `status`, `token`, `check-config`, `tokens`.
+//! - [`control`]: `Control`, the one message type that steers the daemon.
 //! - [`cli`]: the command line.
 //! - [`config`]: `RawConfig` (serde) → validated `Config`.
 //! - [`knox`]: the KNOXTOKEN HTTP client, its wire types and errors.
@@ -25,10 +26,11 @@
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
-pub mod admin;
 pub mod app;
 pub mod cli;
+pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod doctor;
 pub mod exec;
 pub mod fuzzing;

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use token_keeper::cli::{Cli, Command, LogFormat, TokensAction};
+use token_keeper::cmd::{self, tokens};
 use token_keeper::config::{self, ConfigError};
 use token_keeper::sim::SimOptions;
-use token_keeper::{admin, app, doctor, exec};
+use token_keeper::{app, doctor, exec};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -54,11 +55,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     let ok_if = |b: bool| if b { ExitCode::SUCCESS } else { ExitCode::from(1) };
     match cli.command {
         Command::Run => app::run(&config_path(), CancellationToken::new()).await.map(|()| ExitCode::SUCCESS),
-        Command::Once { timeout } => app::once(&config_path(), timeout).await.map(ok_if),
-        Command::CheckConfig => app::check_config(&config_path()).map(|()| ExitCode::SUCCESS),
-        Command::Status { json } => app::status(&config_path(), json).map(ok_if),
+        Command::Once { timeout } => cmd::once::run(&config_path(), timeout).await.map(ok_if),
+        Command::CheckConfig => cmd::check_config::run(&config_path()).map(|()| ExitCode::SUCCESS),
+        Command::Status { json } => cmd::status::run(&config_path(), json).map(ok_if),
         Command::Token { cluster, format } => {
-            app::token(&config_path(), cluster.as_deref(), format).map(|()| ExitCode::SUCCESS)
+            cmd::token::run(&config_path(), cluster.as_deref(), format).map(|()| ExitCode::SUCCESS)
         }
         Command::Sim {
             listen,
@@ -118,12 +119,12 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tokens { action } => {
             let (cluster, action) = match action {
-                TokensAction::List { cluster, json, user } => (cluster, admin::Action::List { json, user }),
-                TokensAction::Revoke { cluster, token_id } => (cluster, admin::Action::Revoke(token_id)),
-                TokensAction::Enable { cluster, token_id } => (cluster, admin::Action::Enable(token_id)),
-                TokensAction::Disable { cluster, token_id } => (cluster, admin::Action::Disable(token_id)),
+                TokensAction::List { cluster, json, user } => (cluster, tokens::Action::List { json, user }),
+                TokensAction::Revoke { cluster, token_id } => (cluster, tokens::Action::Revoke(token_id)),
+                TokensAction::Enable { cluster, token_id } => (cluster, tokens::Action::Enable(token_id)),
+                TokensAction::Disable { cluster, token_id } => (cluster, tokens::Action::Disable(token_id)),
             };
-            admin::run(&config_path(), cluster.as_deref(), action).await
+            tokens::run(&config_path(), cluster.as_deref(), action).await
         }
         Command::Exec { cluster, min_valid, env_var, command } => {
             exec::run(&config_path(), exec::Args { cluster, min_valid, env_var, command }).await

@@ -16,7 +16,7 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Control;
+use crate::control::Control;
 
 /// Quiet time after the last event before reloading.
 pub const DEBOUNCE: Duration = Duration::from_millis(500);

@@ -18,7 +18,7 @@ use signal_hook_tokio::Signals;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::Control;
+use crate::control::Control;
 
 /// Installs the handlers.
 pub fn install() -> std::io::Result<Signals> {
