@@ -42,7 +42,6 @@ use signal_hook::iterator::exfiltrator::WithRawSiginfo;
 use signal_hook_tokio::SignalsInfo;
 use tracing::{debug, error, info, warn};
 
-use crate::cmd::pick_cluster;
 use crate::config::{self, Cluster, ConfigError, Env};
 use crate::keeper::human;
 use crate::knox::{KnoxClient, Token};
@@ -82,7 +81,7 @@ const NOT_EXECUTABLE: u8 = 126;
 /// Runs the command; the exit code is the child's (128 + signal when it was killed).
 pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path, &Env::from_process())?;
-    let cluster = pick_cluster(&config, config_path, args.cluster.as_deref())?;
+    let cluster = config.pick(config_path, args.cluster.as_deref()).map_err(anyhow::Error::msg)?;
     let env_var = match args.env_var.as_deref() {
         Some(name) => {
             check_env_var(name)?;

@@ -13,7 +13,7 @@
 //! dots, so nothing to quote), and every string in the json goes through `serde_json`. The
 //! reader applies the same checks to what it reads back, and keeps every number in range.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context as _};
 use serde_json::Value;
@@ -99,6 +99,45 @@ impl Published {
     pub fn remaining_ms(&self, now: SystemTime) -> Option<i64> {
         let knox_now = epoch_ms(now).saturating_add(self.knox_clock_offset_ms);
         self.expires_at_ms.map(|e| e.saturating_sub(knox_now))
+    }
+
+    /// What the token is worth at `now` to a cluster that wants `min_remaining` left: the one
+    /// rule behind `status`, `status --json` and `once`'s "kept". (`exec` and a restarting
+    /// daemon ask `Policy::margin`/`Policy::keeps` instead, which also count short tokens.)
+    pub fn freshness(&self, now: SystemTime, min_remaining: Duration) -> Freshness {
+        match self.remaining_ms(now) {
+            None => Freshness::NeverExpires,
+            Some(ms) if ms <= 0 => Freshness::Expired,
+            Some(ms) => {
+                let left = Duration::from_millis(ms.unsigned_abs());
+                if left < min_remaining {
+                    Freshness::Expiring(left)
+                } else {
+                    Freshness::Fresh(left)
+                }
+            }
+        }
+    }
+}
+
+/// [`Published::freshness`]: how much a published token has left, against the cluster's
+/// `min_remaining`. Staleness (refreshing keeps failing) is the json's own flag, orthogonal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// No expiry at all.
+    NeverExpires,
+    /// At least `min_remaining` left.
+    Fresh(Duration),
+    /// Still valid, with less than `min_remaining` left.
+    Expiring(Duration),
+    /// Zero or less left.
+    Expired,
+}
+
+impl Freshness {
+    /// Whether the token needs no replacing yet.
+    pub fn is_fresh(self) -> bool {
+        matches!(self, Freshness::NeverExpires | Freshness::Fresh(_))
     }
 }
 

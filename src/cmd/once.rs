@@ -13,7 +13,7 @@ use crate::app::{load_config, warn_insecure};
 use crate::config::Cluster;
 use crate::keeper::{self, human};
 use crate::knox::{Clients, KnoxClient};
-use crate::output;
+use crate::output::{self, Freshness};
 use crate::scheduler::backoff;
 
 /// `token-keeper once`: keeps each still-fresh published token, acquires the rest, and
@@ -53,20 +53,17 @@ async fn once_cluster(
         }
     };
     if let Some(p) = &existing {
-        match p.remaining_ms(SystemTime::now()) {
-            None => {
-                info!(
-                    cluster = name,
-                    token_id = p.token_id.as_deref().unwrap_or("-"),
-                    "kept: the published token never expires"
-                );
+        let token_id = p.token_id.as_deref().unwrap_or("-");
+        match p.freshness(SystemTime::now(), min) {
+            Freshness::NeverExpires => {
+                info!(cluster = name, token_id, "kept: the published token never expires");
                 return true;
             }
-            Some(ms) if ms >= 0 && u128::from(ms.unsigned_abs()) >= min.as_millis() => {
-                info!(cluster = name, token_id = p.token_id.as_deref().unwrap_or("-"), left = %human(Duration::from_millis(ms.unsigned_abs())), "kept: the published token is still fresh");
+            Freshness::Fresh(left) => {
+                info!(cluster = name, token_id, left = %human(left), "kept: the published token is still fresh");
                 return true;
             }
-            Some(_) => {}
+            Freshness::Expiring(_) | Freshness::Expired => {}
         }
     }
     let generation = existing.map_or(0, |p| p.generation).saturating_add(1);

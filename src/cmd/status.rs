@@ -7,8 +7,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::{self, Config, Env};
 use crate::keeper::human;
-use crate::output::{self, rfc3339};
+use crate::output::{self, Freshness};
 use crate::text;
+use crate::time::{from_epoch_ms, rfc3339};
 
 /// `token-keeper status`: one line per cluster; returns whether all are fresh. What the
 /// published files hold is shown escaped ([`crate::text::escape`]): they may carry what Knox
@@ -32,30 +33,19 @@ pub fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
             Err(e) => ("-".into(), "-".into(), "-".into(), "-".into(), format!("unreadable: {e:#}")),
             Ok(Some(p)) => {
                 let id = p.token_id.clone().unwrap_or_else(|| "-".into());
-                let (expires, left, state) = match (p.expires_at_ms, p.remaining_ms(now)) {
-                    (Some(at), Some(ms)) => {
-                        let state = if ms <= 0 {
-                            "expired"
-                        } else if u128::from(ms.unsigned_abs()) < c.policy.min_remaining.as_millis() {
-                            "expiring"
-                        } else {
-                            "fresh"
-                        };
-                        let left = if ms > 0 {
-                            human(Duration::from_millis(ms.unsigned_abs()))
-                        } else {
-                            "0s".into()
-                        };
-                        (rfc3339(crate::knox::from_epoch_ms(at)), left, state.to_owned())
-                    }
-                    _ => ("never".into(), "-".into(), "fresh".to_owned()),
+                let freshness = p.freshness(now, c.policy.min_remaining);
+                let expires = p.expires_at_ms.map_or_else(|| "never".into(), |at| rfc3339(from_epoch_ms(at)));
+                let (left, state) = match freshness {
+                    Freshness::NeverExpires => ("-".into(), "fresh"),
+                    Freshness::Fresh(left) => (human(left), "fresh"),
+                    Freshness::Expiring(left) => (human(left), "expiring"),
+                    Freshness::Expired => ("0s".into(), "expired"),
                 };
                 // A stale token still works, but will not be replaced in time.
-                let state = match (p.stale, &state[..]) {
-                    (true, "fresh" | "expiring") => {
-                        format!("stale: {}", p.last_error.as_deref().unwrap_or("refreshing keeps failing"))
-                    }
-                    _ => state,
+                let state = if p.stale && freshness != Freshness::Expired {
+                    format!("stale: {}", p.last_error.as_deref().unwrap_or("refreshing keeps failing"))
+                } else {
+                    state.to_owned()
                 };
                 (id, expires, left, signed(p.knox_clock_offset_ms), state)
             }
@@ -83,20 +73,18 @@ fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
             }
             Ok(Some(p)) => {
                 let remaining = p.remaining_ms(now);
-                let state = match remaining {
-                    Some(ms) if ms <= 0 => "expired",
+                let state = match p.freshness(now, c.policy.min_remaining) {
+                    Freshness::Expired => "expired",
                     _ if p.stale => "stale",
-                    Some(ms) if u128::from(ms.unsigned_abs()) < c.policy.min_remaining.as_millis() => {
-                        "expiring"
-                    }
-                    _ => "fresh",
+                    Freshness::Expiring(_) => "expiring",
+                    Freshness::Fresh(_) | Freshness::NeverExpires => "fresh",
                 };
                 json!({
                     "cluster": c.name,
                     "state": state,
                     "fresh": state == "fresh",
                     "token_id": p.token_id,
-                    "expires_at": p.expires_at_ms.map(|ms| rfc3339(crate::knox::from_epoch_ms(ms))),
+                    "expires_at": p.expires_at_ms.map(|ms| rfc3339(from_epoch_ms(ms))),
                     "expires_at_ms": p.expires_at_ms.unwrap_or(-1),
                     "remaining_seconds": remaining.map(|ms| ms.max(0) / 1000),
                     "knox_clock_offset_ms": p.knox_clock_offset_ms,

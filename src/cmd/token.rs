@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context as _};
 
-use super::pick_cluster;
 use crate::config::{self, Env, Format};
 use crate::output;
 
@@ -14,7 +13,7 @@ use crate::output;
 /// what an output file of that format holds.
 pub fn run(config_path: &Path, cluster: Option<&str>, format: Format) -> anyhow::Result<()> {
     let config = config::load(config_path, &Env::from_process())?;
-    let c = pick_cluster(&config, config_path, cluster)?;
+    let c = config.pick(config_path, cluster).map_err(anyhow::Error::msg)?;
     let p = output::read_published(c)?.with_context(|| {
         format!("no token is published for cluster {:?} yet (is token-keeper running?)", c.name)
     })?;

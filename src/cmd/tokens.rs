@@ -58,7 +58,7 @@ pub mod exit {
 /// Runs `action` against `cluster` (or the default cluster) of the config at `config_path`.
 pub async fn run(config_path: &Path, cluster: Option<&str>, action: Action) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path, &Env::from_process())?;
-    let c = super::pick_cluster(&config, config_path, cluster)?;
+    let c = config.pick(config_path, cluster).map_err(anyhow::Error::msg)?;
     let client = KnoxClient::new(&c.transport)?;
     match action {
         Action::List { json, user } => list(c, &client, json, user).await,

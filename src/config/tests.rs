@@ -107,6 +107,24 @@ fn only_the_default_cluster_owns_the_shared_paths() {
 }
 
 #[test]
+fn pick_names_the_file_and_the_choices() {
+    let origin = std::path::Path::new("/etc/token-keeper/config.toml");
+    let two = parse(&format!("{MINIMAL}\n{}", MINIMAL.replace("vc-prod", "vc-dev"))).unwrap();
+    let one = parse(MINIMAL).unwrap();
+    let rows: &[(&Config, Option<&str>, Result<&str, &str>)] = &[
+        (&one, None, Ok("vc-prod")),
+        (&one, Some("vc-prod"), Ok("vc-prod")),
+        (&one, Some("vc-dev"), Err("no cluster named \"vc-dev\" in /etc/token-keeper/config.toml (clusters: vc-prod)")),
+        (&two, Some("vc-dev"), Ok("vc-dev")),
+        (&two, None, Err("/etc/token-keeper/config.toml has several clusters and none is marked default = true: pass --cluster (one of vc-prod, vc-dev)")),
+    ];
+    for (config, name, want) in rows {
+        let got = config.pick(origin, *name).map(|c| c.name.as_str());
+        assert_eq!(got.as_deref().map_err(String::as_str), *want, "{name:?}");
+    }
+}
+
+#[test]
 fn defaults_apply_and_clusters_override() {
     let text = format!(
         "[defaults]\nrefresh_fraction = 0.5\nmin_remaining = \"200ms\"\njitter = 0.0\ntimeout = \"5s\"\nlifespan = \"1h\"\n\

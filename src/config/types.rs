@@ -280,4 +280,23 @@ impl Config {
             None => self.clusters.iter().find(|c| c.is_default),
         }
     }
+
+    /// [`Config::cluster`] for the verbs that take `--cluster`: the cluster, or a message
+    /// that names the config file at `origin` and lists the choices.
+    pub fn pick(&self, origin: &std::path::Path, name: Option<&str>) -> Result<&Arc<Cluster>, String> {
+        if let Some(c) = self.cluster(name) {
+            return Ok(c);
+        }
+        let names: Vec<_> = self.clusters.iter().map(|c| c.name.as_str()).collect();
+        Err(match name {
+            Some(n) => {
+                format!("no cluster named {n:?} in {} (clusters: {})", origin.display(), names.join(", "))
+            }
+            None => format!(
+                "{} has several clusters and none is marked default = true: pass --cluster (one of {})",
+                origin.display(),
+                names.join(", ")
+            ),
+        })
+    }
 }

@@ -211,3 +211,34 @@ fn a_renewed_token_counts_its_lifetime_from_the_renewal() {
     assert_eq!(back.renewed_at, p.renewed_at);
     assert_eq!(back.lifetime(), Some(Duration::from_secs(10)));
 }
+
+#[test]
+fn freshness_against_min_remaining() {
+    let min = Duration::from_secs(60);
+    let base = published();
+    let at = |left_ms: i64| {
+        // Knox's clock runs 1.5 s behind (knox_clock_offset_ms = -1500): now is that much later.
+        let knox_now = base.expires_at_ms.unwrap() - left_ms;
+        SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(knox_now + 1500).unwrap())
+    };
+    let rows: &[(i64, Freshness)] = &[
+        (3_600_000, Freshness::Fresh(Duration::from_secs(3600))),
+        (60_000, Freshness::Fresh(Duration::from_secs(60))),
+        (59_999, Freshness::Expiring(Duration::from_millis(59_999))),
+        (1, Freshness::Expiring(Duration::from_millis(1))),
+        (0, Freshness::Expired),
+        (-5_000, Freshness::Expired),
+    ];
+    for &(left, want) in rows {
+        assert_eq!(base.freshness(at(left), min), want, "{left} ms left");
+        assert_eq!(want.is_fresh(), left >= 60_000, "{left} ms left");
+    }
+    let never = Published { expires_at_ms: None, ..published() };
+    assert_eq!(never.freshness(SystemTime::now(), min), Freshness::NeverExpires);
+    assert!(Freshness::NeverExpires.is_fresh());
+    // A far-future "now" saturates instead of overflowing.
+    assert_eq!(
+        base.freshness(SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40), min),
+        Freshness::Expired
+    );
+}
