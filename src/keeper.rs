@@ -160,20 +160,14 @@ impl Slot {
 struct PendingRevoke {
     cluster: String,
     slot_id: u64,
+    /// For log lines.
     token_id: Option<String>,
-    jwt: Secret,
+    /// What Knox is sent ([`Token::revocation_body`]).
+    body: Secret,
     attempts: u32,
 }
 
 impl PendingRevoke {
-    /// Knox ≥ 1.6 revokes by id; older ones only by the full JWT (docs/knox.md §4.1).
-    fn body(&self) -> Secret {
-        match &self.token_id {
-            Some(id) => Secret::new(id.clone()),
-            None => self.jwt.clone(),
-        }
-    }
-
     fn id(&self) -> &str {
         self.token_id.as_deref().unwrap_or("-")
     }
@@ -545,9 +539,8 @@ impl Keeper {
         }
         let TaskCtx { cluster, client, mut flavor, permits, shutdown, tx } = self.task_ctx(&pending.cluster);
         self.tracker.spawn(async move {
-            let body = pending.body();
             let result = tokio::select! {
-                r = revoke(&cluster, &client, &permits, &body, &mut flavor) => r,
+                r = revoke(&cluster, &client, &permits, &pending.body, &mut flavor) => r,
                 () = shutdown.cancelled() => return,
             };
             let _ = tx.send(Outcome::Revoke { flavor, pending, result });
@@ -741,9 +734,8 @@ impl Keeper {
         let pending = PendingRevoke {
             cluster: name.to_owned(),
             slot_id: slot.id,
-            // Knox before 1.6 revokes only by the full JWT.
-            token_id: if old.legacy { None } else { old.token_id.clone() },
-            jwt: old.jwt,
+            token_id: old.token_id.clone(),
+            body: old.revocation_body(),
             attempts: 0,
         };
         self.queue_revoke(due, pending);
@@ -827,9 +819,8 @@ impl Keeper {
                     slot.cluster.clone(),
                     slot.client.clone(),
                     slot.flavor,
-                    // Knox before 1.6 revokes only by the full JWT.
-                    if t.legacy { None } else { t.token_id.clone() },
-                    t.jwt.clone(),
+                    t.token_id.clone(),
+                    t.revocation_body(),
                 ));
             }
         }
@@ -840,7 +831,7 @@ impl Keeper {
                     slot.client.clone(),
                     slot.flavor,
                     pending.token_id.clone(),
-                    pending.jwt.clone(),
+                    pending.body.clone(),
                 )),
                 None => {
                     debug!(cluster = %pending.cluster, token_id = %pending.id(), "left unrevoked at exit")
@@ -852,8 +843,7 @@ impl Keeper {
         }
         let permits = self.permits.clone();
         let all = async {
-            for (cluster, client, mut flavor, token_id, jwt) in work {
-                let body = token_id.clone().map_or(jwt, Secret::new);
+            for (cluster, client, mut flavor, token_id, body) in work {
                 let id = token_id.as_deref().unwrap_or("-");
                 match revoke(&cluster, &client, &permits, &body, &mut flavor).await {
                     Ok(Revocation::Revoked | Revocation::AlreadyGone) => {
