@@ -230,12 +230,10 @@ impl Clocks {
     }
 }
 
-/// `CLOCK_BOOTTIME`: like the monotonic clock, but it keeps counting while suspended.
+/// `CLOCK_BOOTTIME`: like the monotonic clock, but it keeps counting while suspended. `None`
+/// only if the kernel's answer is not a valid duration.
 fn boottime() -> Option<Duration> {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-    // SAFETY: clock_gettime writes only to `ts`, which is valid for writes.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+    Duration::try_from(rustix::time::clock_gettime(rustix::time::ClockId::Boottime)).ok()
 }
 
 impl Keeper {
