@@ -11,9 +11,15 @@ use crate::config::{Cluster, Config, Env};
 use crate::knox::{Expiry, Token};
 use crate::secret::Secret;
 
+mod adopt;
 mod attempt;
+mod clocks;
 mod forced;
+mod reload;
+mod report;
+mod revoke;
 mod slot;
+mod timers;
 mod warnings;
 
 pub(super) const S: Duration = Duration::from_secs(1);
