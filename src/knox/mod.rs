@@ -131,6 +131,16 @@ impl Token {
         self.knox_now_ms = clamp_epoch_ms(epoch_ms(at).saturating_add(self.clock_offset_ms));
     }
 
+    /// What Knox is sent to revoke this token (docs/knox.md §4.1): its id from Knox 1.6 on;
+    /// before 1.6 (`legacy`), or without an id, the full JWT, which is all those versions
+    /// accept, even when the JWT's claims carry a `knox.id`.
+    pub fn revocation_body(&self) -> Secret {
+        match &self.token_id {
+            Some(id) if !self.legacy => Secret::new(id.clone()),
+            _ => self.jwt.clone(),
+        }
+    }
+
     /// The token id for log lines, or `-` when Knox sent none. Safe to print as it is: ids
     /// are checked with [`is_token_id`] when they arrive.
     pub fn id(&self) -> &str {
@@ -185,6 +195,23 @@ mod tests {
         let t = token(true, Expiry::At(10_000_000), Some(5_000));
         assert_eq!(t.expiry_ms(Validation::Gateway), Some(10_000_000));
         assert_eq!(t.expiry_ms(Validation::Jwt), Some(5_000_000));
+    }
+
+    #[test]
+    fn revocation_body_is_the_id_from_knox_1_6_and_the_jwt_before() {
+        // (token_id, legacy, expected body)
+        let cases = [
+            (Some("id-1"), false, "id-1"),
+            (None, false, "e30.e30.c2ln"),
+            // Before 1.6 the id may come from the JWT's knox.id, but Knox revokes only by JWT.
+            (Some("id-1"), true, "e30.e30.c2ln"),
+            (None, true, "e30.e30.c2ln"),
+        ];
+        for (token_id, legacy, expected) in cases {
+            let t =
+                Token { token_id: token_id.map(str::to_owned), legacy, ..token(true, Expiry::Never, None) };
+            assert_eq!(t.revocation_body().expose(), expected, "{token_id:?} legacy={legacy}");
+        }
     }
 
     #[test]
