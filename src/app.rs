@@ -18,11 +18,12 @@ use tracing::{error, info, warn};
 
 use crate::config::{self, Config, ConfigError, Env};
 use crate::control::Control;
-use crate::keeper::{human, FirstRound, Keeper};
+use crate::keeper::{FirstRound, Keeper};
 use crate::knox::client::load_ca_file;
 use crate::knox::Clients;
 use crate::sim::{ApiVersion, Sim, SimOptions};
 use crate::telemetry::Telemetry;
+use crate::time::human;
 use crate::{reload, server, signals, sink, systemd};
 
 /// How long shutdown waits for publishes in progress.

@@ -43,11 +43,11 @@ use signal_hook_tokio::SignalsInfo;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Cluster, ConfigError, Env};
-use crate::keeper::human;
 use crate::knox::{KnoxClient, Token};
 use crate::output;
 use crate::scheduler::backoff;
 use crate::secret::Secret;
+use crate::time::human;
 use crate::time::left;
 
 /// The options of `exec`.

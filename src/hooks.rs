@@ -271,7 +271,7 @@ async fn run_command(
             let _ = child.kill().await;
             Err(format!(
                 "`{shown}` did not finish within {}; killed with its process group",
-                crate::keeper::human(timeout)
+                crate::time::human(timeout)
             ))
         }
     }

@@ -193,8 +193,8 @@ impl Telemetry {
                             Some(left) if u128::from(left.unsigned_abs()) < c.min_remaining.as_millis() => {
                                 format!(
                                     "the published token has {} left, less than min_remaining {}",
-                                    crate::keeper::human(Duration::from_millis(left.unsigned_abs())),
-                                    crate::keeper::human(c.min_remaining)
+                                    crate::time::human(Duration::from_millis(left.unsigned_abs())),
+                                    crate::time::human(c.min_remaining)
                                 )
                             }
                             Some(_) => return None,

@@ -41,10 +41,38 @@ pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(clamped).to_string()
 }
 
+/// A duration for people: "42m", "2h 5m", "1d 3h", "30s", "800ms".
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0 => format!("{}ms", d.as_millis()),
+        1..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m", s / 60),
+        3600..=86_399 => match (s / 3600, s % 3600 / 60) {
+            (h, 0) => format!("{h}h"),
+            (h, m) => format!("{h}h {m}m"),
+        },
+        _ => match (s / 86_400, s % 86_400 / 3600) {
+            (d, 0) => format!("{d}d"),
+            (d, h) => format!("{d}d {h}h"),
+        },
+    }
+}
+
 /// Milliseconds left, for people ("42m"); nothing left (or less) is "0ms".
-// `keeper::human` belongs here too; it stays in keeper.rs until that file is rewritten.
 pub fn left(ms: i64) -> String {
-    crate::keeper::human(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+    human(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
+}
+
+/// Knox's clock offset for people: "+2h", "-90s", "0s" (below a second is noise: the
+/// `Date` header has one-second resolution).
+pub fn signed(ms: i64) -> String {
+    if ms.unsigned_abs() < 1000 {
+        return "0s".into();
+    }
+    let sign = if ms < 0 { '-' } else { '+' };
+    // Rounded to the second: the estimate is the middle of a `Date` second.
+    format!("{sign}{}", human(Duration::from_secs(ms.unsigned_abs().saturating_add(500) / 1000)))
 }
 
 /// Milliseconds as seconds with three decimals ("1.500", "-0.250"), as the Prometheus text
@@ -139,6 +167,36 @@ mod tests {
             (MAX_EPOCH_MS, "253402300799.999"),
         ] {
             assert_eq!(secs(ms), want, "{ms}");
+        }
+    }
+
+    #[test]
+    fn human_durations() {
+        let check = |secs: u64, want: &str| assert_eq!(human(Duration::from_secs(secs)), want);
+        check(0, "0ms");
+        check(59, "59s");
+        check(42 * 60 + 10, "42m");
+        check(3600, "1h");
+        check(2 * 3600 + 5 * 60, "2h 5m");
+        check(86_400 + 3 * 3600, "1d 3h");
+        assert_eq!(human(Duration::from_millis(800)), "800ms");
+    }
+
+    #[test]
+    fn signed_offsets() {
+        let rows: &[(i64, &str)] = &[
+            (0, "0s"),
+            (999, "0s"),
+            (-999, "0s"),
+            (1000, "+1s"),
+            (1499, "+1s"),
+            (1500, "+2s"),
+            (-90_000, "-1m"),
+            (7_200_000, "+2h"),
+            (i64::MIN, "-106751991167d 7h"),
+        ];
+        for &(ms, want) in rows {
+            assert_eq!(signed(ms), want, "{ms} ms");
         }
     }
 }

@@ -11,10 +11,11 @@ use tracing::{error, info, warn};
 
 use crate::app::{load_config, warn_insecure};
 use crate::config::Cluster;
-use crate::keeper::{self, human};
+use crate::keeper;
 use crate::knox::{Clients, KnoxClient};
 use crate::output::{self, Freshness};
 use crate::scheduler::backoff;
+use crate::time::human;
 
 /// `token-keeper once`: keeps each still-fresh published token, acquires the rest, and
 /// returns whether every cluster ends with a fresh token. Transient failures are retried

@@ -3,13 +3,12 @@
 
 use std::io::Write as _;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use crate::config::{self, Config, Env};
-use crate::keeper::human;
 use crate::output::{self, Freshness};
 use crate::text;
-use crate::time::{from_epoch_ms, rfc3339};
+use crate::time::{from_epoch_ms, human, rfc3339, signed};
 
 /// `token-keeper status`: one line per cluster; returns whether all are fresh. What the
 /// published files hold is shown escaped ([`crate::text::escape`]): they may carry what Knox
@@ -99,15 +98,4 @@ fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", text::escape_json(&Value::Array(rows).to_string()))?;
     Ok(all_fresh)
-}
-
-/// Knox's clock offset for people: "+2h", "-90s", "0s" (below a second is noise: the
-/// `Date` header has one-second resolution).
-fn signed(ms: i64) -> String {
-    if ms.unsigned_abs() < 1000 {
-        return "0s".into();
-    }
-    let sign = if ms < 0 { '-' } else { '+' };
-    // Rounded to the second: the estimate is the middle of a `Date` second.
-    format!("{sign}{}", human(Duration::from_secs(ms.unsigned_abs().saturating_add(500) / 1000)))
 }

@@ -12,10 +12,10 @@ use reqwest::StatusCode;
 use super::network::proxy_var;
 use super::{shown, Mark, Row};
 use crate::config::{Auth, Cluster, Validation};
-use crate::keeper::human;
 use crate::knox::answer::{self, Reason, Renewal, Revocation};
 use crate::knox::{wire, Flavor, KnoxClient, KnoxError, Op, Token};
-use crate::secret::{shown_path, Secret};
+use crate::secret::shown_path;
+use crate::time::human;
 use crate::time::{epoch_ms, from_epoch_ms, rfc3339};
 
 /// Knox's default `gateway.knox.token.limit.per.user` (docs/knox.md §6.2). Knox does not expose
@@ -555,10 +555,7 @@ async fn cleanup_row(
         );
     }
     // Knox before 1.6 revokes only by the full JWT (docs/knox.md §4.1).
-    let body = match &t.token_id {
-        Some(id) => Secret::new(id.clone()),
-        None => t.jwt.clone(),
-    };
+    let body = t.revocation_body();
     match client.token_op(c, Op::Revoke, &body, flavor).await {
         Ok((status, text)) => {
             let via = verb(Op::Revoke, *flavor);

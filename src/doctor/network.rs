@@ -9,7 +9,7 @@ use url::Url;
 
 use super::{shown, Mark, Row};
 use crate::config::Cluster;
-use crate::keeper::human;
+use crate::time::human;
 
 /// DNS and TCP checks give up after this, or after the cluster's timeout if that is shorter
 /// (the same bound `KnoxClient` puts on connecting).

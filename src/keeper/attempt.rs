@@ -309,7 +309,7 @@ fn failed(
 pub(super) fn left(held: Option<Held>, now: Instant) -> String {
     match held.and_then(|h| h.expires) {
         Some(e) if e > now => {
-            format!("the last good token stays published, {} left", super::human(e - now))
+            format!("the last good token stays published, {} left", crate::time::human(e - now))
         }
         Some(_) => "the last good token has expired".to_owned(),
         None if held.is_some() => "the last good token stays published".to_owned(),

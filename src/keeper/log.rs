@@ -10,10 +10,10 @@ use std::time::Duration;
 use tracing::{debug, error, info, warn};
 
 use super::forced::{Requested, FORCED_REFRESH_GAP};
-use super::human;
 use crate::knox::answer::Reason;
 use crate::knox::from_epoch_ms;
 use crate::output::rfc3339;
+use crate::time::human;
 
 /// One log line about one cluster, decided by a transition.
 #[derive(Debug, Clone, PartialEq)]

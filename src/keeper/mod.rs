@@ -36,7 +36,6 @@ mod attempt;
 mod clocks;
 mod effect;
 mod forced;
-mod human;
 mod log;
 mod reload;
 mod report;
@@ -64,7 +63,6 @@ use crate::telemetry::Telemetry;
 use crate::{output, sink, systemd};
 
 pub use forced::FORCED_REFRESH_GAP;
-pub use human::human;
 pub use report::FirstRound;
 pub(crate) use tasks::publish;
 

@@ -3,9 +3,9 @@
 
 use std::time::Instant;
 
-use super::human;
 use super::slot::State;
 use crate::config::Cluster;
+use crate::time::human;
 
 /// What the first round produced, for READY=1 and the readiness log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,6 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::attempt::{AttemptError, Attempted, Done, Start, Work};
-use super::human;
 use super::revoke::{PendingRevoke, Revoked};
 use super::slot::{Slot, SlotId};
 use crate::config::Cluster;
@@ -27,6 +26,7 @@ use crate::output::Published;
 use crate::secret::Secret;
 use crate::sink::{self, OutputError};
 use crate::telemetry::Telemetry;
+use crate::time::human;
 
 /// How long shutdown spends on `revoke_on_exit` revocations.
 const EXIT_REVOKE_BUDGET: Duration = Duration::from_secs(5);

@@ -1,10 +1,10 @@
 //! Which tokens are renewed, and a held token in monotonic time, before and after a reload.
 
-use super::super::human;
 use super::super::slot::{renewable, State};
 use super::{cluster, holding, t0, token, H, S};
 use crate::config::Validation;
 use crate::knox::{Expiry, Token};
+use crate::time::human;
 
 #[test]
 fn renewal_needs_a_managed_expiring_token_checked_by_the_gateway() {
