@@ -24,8 +24,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use knox_sim::{ApiVersion, Scripted, Sim, SimOptions};
 use token_keeper::scheduler::Policy;
-use token_keeper::sim::{ApiVersion, Scripted, Sim, SimOptions};
 use token_keeper::sink;
 
 /// Budget: process start to the first published file, one cluster, loopback.
@@ -384,7 +384,7 @@ fn knox(ttl: Duration) -> SimOptions {
 }
 
 /// A 200 answer carrying a token the simulator signed earlier, as Knox would send it.
-fn canned_reply(token: &token_keeper::sim::Issued) -> Scripted {
+fn canned_reply(token: &knox_sim::Issued) -> Scripted {
     let body = serde_json::json!({
         "access_token": token.jwt,
         "token_id": token.token_id,
@@ -455,7 +455,7 @@ fn rotations(bin: &Path, root: &Path, sim: &Arc<Sim>, secrets: &Secrets, report:
         // (issue instant, effective lifetime). Knox's JWT `exp` is whole seconds and the
         // keeper trusts the earlier of `exp` and `expires_in`, so a token issued at x.7 s
         // lives 0.7 s less than the TTL: it is the lifetime the keeper plans with.
-        let mine: Vec<(Instant, Duration, &token_keeper::sim::Issued)> = issued
+        let mine: Vec<(Instant, Duration, &knox_sim::Issued)> = issued
             .iter()
             .enumerate()
             .filter(|(_, t)| t.user == cluster.user)

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
+use knox_sim::{ApiVersion, Sim, SimOptions};
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +24,6 @@ use crate::knox::client::load_ca_file;
 use crate::knox::{Clients, KnoxClient};
 use crate::output::{self, rfc3339};
 use crate::scheduler::backoff;
-use crate::sim::{ApiVersion, Sim, SimOptions};
 use crate::telemetry::Telemetry;
 use crate::{keeper, reload, server, signals, sink, systemd, text};
 
@@ -435,49 +435,6 @@ pub fn check_config(config_path: &Path) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     let mut out = std::io::stdout().lock();
     write!(out, "{config}")?;
-    Ok(())
-}
-
-/// Options of `token-keeper sim`.
-pub struct SimArgs {
-    /// Where to listen.
-    pub listen: std::net::SocketAddr,
-    /// The simulator's options.
-    pub options: SimOptions,
-    /// PEM certificate chain and private key files: serve HTTPS instead of plain HTTP.
-    pub tls: Option<(PathBuf, PathBuf)>,
-}
-
-/// `token-keeper sim`: a Knox simulator until SIGINT/SIGTERM.
-pub async fn sim(args: SimArgs) -> anyhow::Result<()> {
-    let mut signals =
-        signal_hook_tokio::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-    let user = args.options.users.first().map(|(u, _)| u.clone());
-    let sim = match &args.tls {
-        None => Sim::start(args.listen, args.options).await,
-        Some((cert, key)) => Sim::start_tls_files(args.listen, args.options, cert, key).await,
-    };
-    let sim = sim.with_context(|| match &args.tls {
-        None => format!("starting the simulator on {}", args.listen),
-        Some((cert, key)) => {
-            format!("serving HTTPS on {} with {} and {}", args.listen, cert.display(), key.display())
-        }
-    })?;
-    let mut out = std::io::stdout().lock();
-    // The real bound address, also for port 0: scripts read it from this first line.
-    writeln!(out, "Knox simulator (dev only) listening on {}", sim.addr())?;
-    writeln!(out, "token URL: {}", sim.token_url(ApiVersion::V1))?;
-    writeln!(out, "bearer URL: {}", sim.bearer_url())?;
-    if let Some(path) = &sim.options().state_file {
-        writeln!(out, "token state file: {}", path.display())?;
-    }
-    if let Some(u) = user {
-        writeln!(out, "try: curl -s -u {u}:<password> {}", sim.token_url(ApiVersion::V1))?;
-    }
-    out.flush()?;
-    drop(out);
-    futures_util::StreamExt::next(&mut signals).await;
-    sim.stop().await;
     Ok(())
 }
 

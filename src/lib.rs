@@ -20,7 +20,6 @@
 //! - [`telemetry`]: what the keeper reports: token state and counters, for health and metrics.
 //! - [`systemd`]: sd_notify READY/RELOADING/STOPPING/STATUS.
 //! - [`secret`]: `Secret`, which never prints its value.
-//! - [`sim`]: the Knox simulator behind `sim`, `demo` and the tests.
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
@@ -40,7 +39,6 @@ pub mod scheduler;
 pub mod secret;
 pub mod server;
 pub mod signals;
-pub mod sim;
 pub mod sink;
 pub mod systemd;
 pub mod telemetry;

@@ -5,9 +5,9 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
+use knox_sim::{KnoxVersion, SimOptions};
 use token_keeper::config::{self, Env};
 use token_keeper::knox::KnoxClient;
-use token_keeper::sim::{KnoxVersion, SimOptions};
 
 use crate::harness::*;
 

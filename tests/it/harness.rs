@@ -9,7 +9,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use token_keeper::sim::{ApiVersion, Sim, SimOptions};
+use knox_sim::{ApiVersion, Sim, SimOptions};
 
 /// Generous: these machines are small and noisy.
 pub const WAIT: Duration = Duration::from_secs(20);

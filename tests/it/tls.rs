@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use token_keeper::sim::SimOptions;
+use knox_sim::SimOptions;
 
 use crate::harness::*;
 

@@ -1,4 +1,5 @@
-//! The Apache Knox KNOXTOKEN simulator behind `token-keeper sim`, `demo` and the tests: a small
+//! An Apache Knox KNOXTOKEN simulator for developing and testing token-keeper: the `knox-sim`
+//! binary, the demo, and token-keeper's tests and bench run against it. It is a small
 //! HTTP/1.1 server that answers like Knox's token service, quirks included (`docs/knox.md`), with
 //! scripted replies, a request log and a clock that can run ahead of or behind the local one.
 //!
@@ -17,7 +18,10 @@
 //! behind Knox's JWTProvider accepts the tokens the simulator issued while they are valid, so
 //! clients can check that a kept token actually works ([`Sim::bearer_url`]).
 //!
+//! It signs with a public, development-only key (`dev_key.pem`), so its tokens prove nothing.
+//!
 //! # Layout
+//! - [`cli`]: the `knox-sim` command line and its mapping to [`SimOptions`];
 //! - `server`: accept loop, routing per version, authentication and the shared state;
 //! - `api`: the KNOXTOKEN handlers and Knox's exact response bodies;
 //! - `bearer`: the Bearer topology (JWTProvider in front of the HEALTH service's ping);
@@ -28,6 +32,7 @@
 
 mod api;
 mod bearer;
+pub mod cli;
 mod jwt;
 mod persist;
 mod server;
@@ -379,7 +384,7 @@ impl Sim {
     }
 
     /// Like [`Sim::start_tls`], reading the certificate chain and key from the PEM files `cert`
-    /// and `key`, as `token-keeper sim --tls-cert FILE --tls-key FILE` does. Errors name the file.
+    /// and `key`, as `knox-sim --tls-cert FILE --tls-key FILE` does. Errors name the file.
     pub async fn start_tls_files(
         listen: SocketAddr,
         opts: SimOptions,
