@@ -6,12 +6,11 @@
 //! under the old config.
 
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
-use knox_sim::{ApiVersion, Sim, SimOptions};
 use tokio::sync::{mpsc, oneshot, watch, Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -436,73 +435,4 @@ pub fn check_config(config_path: &Path) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     write!(out, "{config}")?;
     Ok(())
-}
-
-/// `token-keeper demo`: the simulator and the keeper in one process, publishing into `dir`.
-pub async fn demo(dir: &Path) -> anyhow::Result<()> {
-    let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
-    let ttl = Duration::from_secs(20);
-    let options = SimOptions { ttl: Some(ttl), ..SimOptions::default() };
-    let (user, password) = options.users.first().cloned().context("the simulator has a default user")?;
-    let sim = Sim::start("127.0.0.1:0".parse().expect("a valid literal"), options)
-        .await
-        .context("starting the simulator")?;
-    let password_file = dir.join("password");
-    sink::write_atomic(&password_file, format!("{password}\n").as_bytes(), 0o600)
-        .with_context(|| format!("writing {}", password_file.display()))?;
-    let config_path = dir.join("config.toml");
-    sink::write_atomic(
-        &config_path,
-        demo_config(&dir, &sim.token_url(ApiVersion::V1), &user, &password_file).as_bytes(),
-        0o600,
-    )
-    .with_context(|| format!("writing {}", config_path.display()))?;
-    info!(url = %sim.token_url(ApiVersion::V1), ttl = %human(ttl), "Knox simulator started (dev only)");
-    info!(
-        "publishing into {}: try `cat {}/token` or `token-keeper -c {} status`; Ctrl-C stops",
-        dir.display(),
-        dir.display(),
-        config_path.display()
-    );
-    let result = run(&config_path, CancellationToken::new()).await;
-    sim.stop().await;
-    result
-}
-
-fn demo_config(dir: &Path, url: &str, user: &str, password_file: &Path) -> String {
-    let d = dir.display();
-    format!(
-        r#"# Written by `token-keeper demo`: the keeper against its own Knox simulator.
-[defaults]
-refresh_fraction = 0.5   # rotate at half-life so the demo shows rotations quickly
-min_remaining = "5s"
-revoke_superseded_after = "15s"   # stay under Knox's per-user limit of 10 tokens
-
-[[cluster]]
-name = "demo"
-token_url = "{url}"
-[cluster.auth]
-method = "basic"
-user = "{user}"
-password_file = "{pf}"
-[[cluster.output]]
-path = "{d}/token"
-format = "raw"
-[[cluster.output]]
-path = "{d}/token.sh"
-format = "shell"
-[[cluster.output]]
-path = "{d}/token.env"
-format = "env"
-[[cluster.output]]
-path = "{d}/token.json"
-format = "json"
-"#,
-        pf = password_file.display()
-    )
-}
-
-/// Where `demo` publishes by default.
-pub fn default_demo_dir() -> PathBuf {
-    PathBuf::from("token-keeper-demo")
 }

@@ -111,12 +111,6 @@ pub enum Command {
         #[command(subcommand)]
         action: TokensAction,
     },
-    /// Start the simulator and the keeper together, publishing into ./token-keeper-demo/.
-    Demo {
-        /// Where to publish.
-        #[arg(long, default_value = "token-keeper-demo")]
-        dir: PathBuf,
-    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

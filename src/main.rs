@@ -82,7 +82,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { dir } => app::demo(&dir).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

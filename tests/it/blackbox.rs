@@ -306,11 +306,26 @@ fn once_gives_up_on_a_dead_gateway_after_its_timeout() {
     assert!(stderr.contains("giving up") && stderr.contains("cannot reach"), "{stderr}");
 }
 
+/// The demo example (examples/demo.rs), which `cargo test` builds next to this test binary's
+/// directory: `target/<profile>/examples/demo`.
+fn demo_example() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps/it-*");
+    let demo = profile_dir.join("examples").join("demo");
+    assert!(
+        demo.is_file(),
+        "{} is missing: a plain `cargo test` builds the examples, but a `--test it` filter does \
+         not; run `cargo build --example demo` first",
+        demo.display()
+    );
+    demo
+}
+
 #[test]
 fn demo_runs_the_simulator_and_the_keeper() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let mut d = Daemon::spawn(&["demo", "--dir", demo.to_str().unwrap()]);
+    let mut d = Daemon::spawn_cmd(program(&demo_example(), &["--dir", demo.to_str().unwrap()]));
     d.wait_log("token published", 1);
     let jwt = std::fs::read_to_string(demo.join("token")).unwrap();
     assert_eq!(claims(&jwt)["sub"], "alice");

@@ -186,7 +186,13 @@ pub const FAST: &str = "min_remaining = \"1s\"\nrefresh_fraction = 0.5\njitter =
 
 /// The binary under test, quiet on stdin, with a clean environment for what it reads.
 pub fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_token-keeper"));
+    program(Path::new(env!("CARGO_BIN_EXE_token-keeper")), args)
+}
+
+/// `bin` (the daemon, or the demo example that embeds it), quiet on stdin, with a clean
+/// environment for what the daemon reads.
+pub fn program(bin: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .stdin(Stdio::null())
         .env_remove("TOKEN_KEEPER_CONFIG")
