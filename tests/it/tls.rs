@@ -9,7 +9,7 @@ use knox_sim::SimOptions;
 use crate::harness::*;
 
 fn https_sim() -> SimServer {
-    SimServer::start_tls(SimOptions { ttl: Some(Duration::from_secs(3600)), ..SimOptions::default() })
+    tls_sim(SimOptions { ttl: Some(Duration::from_secs(3600)), ..SimOptions::default() })
 }
 
 #[test]

@@ -21,6 +21,8 @@
 //! It signs with a public, development-only key (`dev_key.pem`), so its tokens prove nothing.
 //!
 //! # Layout
+//! - [`blocking`]: [`blocking::SimServer`], a simulator on a runtime of its own for tests and the
+//!   benchmark, which block while it serves;
 //! - [`cli`]: the `knox-sim` command line and its mapping to [`SimOptions`];
 //! - `server`: accept loop, routing per version, authentication and the shared state;
 //! - `api`: the KNOXTOKEN handlers and Knox's exact response bodies;
@@ -32,6 +34,7 @@
 
 mod api;
 mod bearer;
+pub mod blocking;
 pub mod cli;
 mod jwt;
 mod persist;
@@ -593,8 +596,9 @@ impl Sim {
         tokio::time::timeout(timeout, reached).await.is_ok()
     }
 
-    /// Stops accepting and drops open connections; when this returns, the port is closed.
-    pub async fn stop(self) {
+    /// Stops accepting and drops open connections; when this returns, the port is closed. The
+    /// handle stays usable for what the simulator recorded ([`Sim::issued`], [`Sim::requests`]).
+    pub async fn stop(&self) {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;
