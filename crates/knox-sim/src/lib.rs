@@ -505,11 +505,6 @@ impl Sim {
         self.set_options(|o| o.token_limit = limit);
     }
 
-    /// Sets what an acquisition at the limit gets.
-    pub fn set_limit_action(&self, action: LimitAction) {
-        self.set_options(|o| o.limit_action = action);
-    }
-
     /// Sets `knox.token.exp.renew-interval` for later renewals.
     pub fn set_renew_interval(&self, interval: Duration) {
         self.set_options(|o| o.renew_interval = interval);
@@ -518,11 +513,6 @@ impl Sim {
     /// Sets `knox.token.exp.max-lifetime` for tokens issued from now on.
     pub fn set_max_lifetime(&self, max_lifetime: Option<Duration>) {
         self.set_options(|o| o.max_lifetime = max_lifetime);
-    }
-
-    /// Sets the eviction grace period.
-    pub fn set_eviction_grace(&self, grace: Duration) {
-        self.set_options(|o| o.eviction_grace = grace);
     }
 
     /// Number of successful managed renewals (unmanaged echoes do not count).
