@@ -22,10 +22,12 @@ WORKDIR /src
 COPY . .
 # Cache mounts keep the crates.io index, the downloaded crates and the build between builds;
 # the binary is copied out of the cached target/ within the same step. --locked builds
-# exactly the versions in Cargo.lock.
+# exactly the versions in Cargo.lock. -p token-keeper builds the daemon with its own features
+# only; cargo still reads the workspace's other member, crates/knox-sim (the simulator), but
+# does not compile it.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target x86_64-unknown-linux-musl --bin token-keeper \
+    cargo build --release --locked --target x86_64-unknown-linux-musl -p token-keeper --bin token-keeper \
     && install -D -m 0755 target/x86_64-unknown-linux-musl/release/token-keeper /out/token-keeper
 
 # Runtime stage: distroless "static" has no shell and no package manager, only what a static

@@ -1,8 +1,9 @@
 //! The performance benchmark behind `docs/BENCHMARKS.md`: `cargo bench --bench keeper`.
 //!
 //! It is black-box. The release `token-keeper` binary runs as `run -c <config>` against the
-//! Knox simulator, which this process serves on loopback from a thread of its own, and it is
-//! observed only through its output files, `/proc/<pid>` and the simulator's request log.
+//! Knox simulator, which this process serves on loopback, each simulator on a thread of its own
+//! (`knox_sim::blocking::SimServer`, as the tests do), and it is observed only through its
+//! output files, `/proc/<pid>` and the simulator's request log.
 //! Every daemon runs with a soft `RLIMIT_NOFILE` of 1,024, the common default, so the
 //! open-file claim is tested rather than estimated.
 //!
@@ -21,11 +22,12 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use knox_sim::blocking::{SimServer, THREAD_NAME as SIM_THREAD};
+use knox_sim::{ApiVersion, Scripted, Sim, SimOptions};
 use token_keeper::scheduler::Policy;
-use token_keeper::sim::{ApiVersion, Scripted, Sim, SimOptions};
 use token_keeper::sink;
 
 /// Budget: process start to the first published file, one cluster, loopback.
@@ -81,9 +83,8 @@ fn main() {
     println!("source: {}", source_version());
     println!();
 
-    let sims = SimThread::spawn();
-    let long = sims.serve(knox(LONG_TTL));
-    let short = sims.serve(SimOptions {
+    let long = SimServer::start(knox(LONG_TTL));
+    let short = SimServer::start(SimOptions {
         users: vec![
             ("alice".to_owned(), "alice-password".to_owned()),
             ("bob".to_owned(), "bob-password".to_owned()),
@@ -104,7 +105,7 @@ fn main() {
     let mut alls = Vec::new();
     let (mut to_issue, mut to_file) = (Vec::new(), Vec::new());
     let mut one = None;
-    let recorder = Recorder::start(long.clone());
+    let recorder = Recorder::start(long.shared());
     for i in 0..FIRST_PUBLISH_RUNS {
         let run = Run::new(root, &format!("one-{i}"), &cluster_configs(&long_url, alice, 1));
         let mut d = Daemon::start(&bin, &run);
@@ -177,7 +178,7 @@ fn main() {
     let thousand = burst(&bin, root, &long, alice, 1000, false, &mut report);
     let thousand_published = Instant::now();
     drop(burst(&bin, root, &long, alice, 100, false, &mut report));
-    let canned = sims.serve(knox(LONG_TTL));
+    let canned = SimServer::start(knox(LONG_TTL));
     for token in long.issued().iter().rev().take(1000) {
         canned.push_reply(canned_reply(token));
     }
@@ -384,7 +385,7 @@ fn knox(ttl: Duration) -> SimOptions {
 }
 
 /// A 200 answer carrying a token the simulator signed earlier, as Knox would send it.
-fn canned_reply(token: &token_keeper::sim::Issued) -> Scripted {
+fn canned_reply(token: &knox_sim::Issued) -> Scripted {
     let body = serde_json::json!({
         "access_token": token.jwt,
         "token_id": token.token_id,
@@ -399,7 +400,7 @@ fn canned_reply(token: &token_keeper::sim::Issued) -> Scripted {
 /// `min_remaining` (60 s, more than half the lifetime, so the margin becomes half the
 /// lifetime: refresh at half-life), "fraction" sets `min_remaining = "500ms"` so that
 /// `refresh_fraction` (0.8) is what decides.
-fn rotations(bin: &Path, root: &Path, sim: &Arc<Sim>, secrets: &Secrets, report: &mut Report) {
+fn rotations(bin: &Path, root: &Path, sim: &SimServer, secrets: &Secrets, report: &mut Report) {
     println!(
         "== short-lived tokens: TTL {}, {} window, refresh_fraction 0.8 and jitter 0.05 (defaults)",
         secs(SHORT_TTL),
@@ -411,7 +412,7 @@ fn rotations(bin: &Path, root: &Path, sim: &Arc<Sim>, secrets: &Secrets, report:
         ClusterConfig::new("fraction", &url, "bob", &secrets.bob).min_remaining("500ms"),
     ];
     let run = Run::new(root, "short", &clusters);
-    let recorder = Recorder::start(sim.clone());
+    let recorder = Recorder::start(sim.shared());
     let mut d = Daemon::start(bin, &run);
     let mut watched = Vec::new();
     for i in 0..clusters.len() {
@@ -455,7 +456,7 @@ fn rotations(bin: &Path, root: &Path, sim: &Arc<Sim>, secrets: &Secrets, report:
         // (issue instant, effective lifetime). Knox's JWT `exp` is whole seconds and the
         // keeper trusts the earlier of `exp` and `expires_in`, so a token issued at x.7 s
         // lives 0.7 s less than the TTL: it is the lifetime the keeper plans with.
-        let mine: Vec<(Instant, Duration, &token_keeper::sim::Issued)> = issued
+        let mine: Vec<(Instant, Duration, &knox_sim::Issued)> = issued
             .iter()
             .enumerate()
             .filter(|(_, t)| t.user == cluster.user)
@@ -580,42 +581,6 @@ impl Watched {
             self.ino = Some(m.ino());
             self.seen.push((now, fs::read_to_string(&self.path).unwrap_or_default()));
         }
-    }
-}
-
-/// The name of the simulators' thread, to find its CPU time in `/proc/self/task`.
-const SIM_THREAD: &str = "knox-sim";
-
-/// The simulators' runtime, on a thread of its own so this thread can block and poll.
-struct SimThread {
-    handle: tokio::runtime::Handle,
-}
-
-impl SimThread {
-    fn spawn() -> SimThread {
-        let (tx, rx) = mpsc::channel();
-        std::thread::Builder::new()
-            .name(SIM_THREAD.into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("building the simulator's runtime");
-                tx.send(rt.handle().clone()).expect("main waits for the handle");
-                // Serves until the process exits.
-                rt.block_on(std::future::pending::<()>());
-            })
-            .expect("spawning the simulator thread");
-        SimThread { handle: rx.recv().expect("the simulator thread sends its handle") }
-    }
-
-    fn serve(&self, opts: SimOptions) -> Arc<Sim> {
-        let (tx, rx) = mpsc::channel();
-        self.handle.spawn(async move {
-            let sim = Sim::start("127.0.0.1:0".parse().expect("a valid address"), opts).await;
-            let _ = tx.send(sim);
-        });
-        Arc::new(rx.recv().expect("the spawn above answers").expect("binding the simulator on loopback"))
     }
 }
 
@@ -877,7 +842,7 @@ struct Burst {
     sim_conns_seen: usize,
     keeper_user: Duration,
     keeper_sys: Duration,
-    /// The simulator's thread: routing, Basic auth and one RS256 signature per token.
+    /// The simulators' threads: routing, Basic auth and one RS256 signature per token.
     sim_cpu: Duration,
 }
 
@@ -1004,7 +969,7 @@ fn user_sys_ticks(path: &str) -> (u64, u64) {
     (field(14), field(15))
 }
 
-/// utime + stime of this process's thread called `name`, in clock ticks.
+/// utime + stime of this process's threads called `name`, in clock ticks.
 fn own_thread_ticks(name: &str) -> u64 {
     let Ok(dir) = fs::read_dir("/proc/self/task") else { return 0 };
     dir.flatten()

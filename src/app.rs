@@ -5,8 +5,7 @@
 //! whole new file before anything changes; an invalid file is logged and the keeper goes on
 //! under the old config.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +20,6 @@ use crate::control::Control;
 use crate::keeper::{FirstRound, Keeper};
 use crate::knox::client::load_ca_file;
 use crate::knox::Clients;
-use crate::sim::{ApiVersion, Sim, SimOptions};
 use crate::telemetry::Telemetry;
 use crate::time::human;
 use crate::{reload, server, signals, sink, systemd};
@@ -173,116 +171,4 @@ fn reload_config(path: &Path, current: &Arc<Config>, cause: &str) -> Result<Opti
             Err(())
         }
     }
-}
-
-/// Options of `token-keeper sim`.
-pub struct SimArgs {
-    /// Where to listen.
-    pub listen: std::net::SocketAddr,
-    /// The simulator's options.
-    pub options: SimOptions,
-    /// PEM certificate chain and private key files: serve HTTPS instead of plain HTTP.
-    pub tls: Option<(PathBuf, PathBuf)>,
-}
-
-/// `token-keeper sim`: a Knox simulator until SIGINT/SIGTERM.
-pub async fn sim(args: SimArgs) -> anyhow::Result<()> {
-    let mut signals =
-        signal_hook_tokio::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
-    let user = args.options.users.first().map(|(u, _)| u.clone());
-    let sim = match &args.tls {
-        None => Sim::start(args.listen, args.options).await,
-        Some((cert, key)) => Sim::start_tls_files(args.listen, args.options, cert, key).await,
-    };
-    let sim = sim.with_context(|| match &args.tls {
-        None => format!("starting the simulator on {}", args.listen),
-        Some((cert, key)) => {
-            format!("serving HTTPS on {} with {} and {}", args.listen, cert.display(), key.display())
-        }
-    })?;
-    let mut out = std::io::stdout().lock();
-    // The real bound address, also for port 0: scripts read it from this first line.
-    writeln!(out, "Knox simulator (dev only) listening on {}", sim.addr())?;
-    writeln!(out, "token URL: {}", sim.token_url(ApiVersion::V1))?;
-    writeln!(out, "bearer URL: {}", sim.bearer_url())?;
-    if let Some(path) = &sim.options().state_file {
-        writeln!(out, "token state file: {}", path.display())?;
-    }
-    if let Some(u) = user {
-        writeln!(out, "try: curl -s -u {u}:<password> {}", sim.token_url(ApiVersion::V1))?;
-    }
-    out.flush()?;
-    drop(out);
-    futures_util::StreamExt::next(&mut signals).await;
-    sim.stop().await;
-    Ok(())
-}
-
-/// `token-keeper demo`: the simulator and the keeper in one process, publishing into `dir`.
-pub async fn demo(dir: &Path) -> anyhow::Result<()> {
-    let dir = std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
-    let ttl = Duration::from_secs(20);
-    let options = SimOptions { ttl: Some(ttl), ..SimOptions::default() };
-    let (user, password) = options.users.first().cloned().context("the simulator has a default user")?;
-    let sim = Sim::start("127.0.0.1:0".parse().expect("a valid literal"), options)
-        .await
-        .context("starting the simulator")?;
-    let password_file = dir.join("password");
-    sink::write_atomic(&password_file, format!("{password}\n").as_bytes(), 0o600)
-        .with_context(|| format!("writing {}", password_file.display()))?;
-    let config_path = dir.join("config.toml");
-    sink::write_atomic(
-        &config_path,
-        demo_config(&dir, &sim.token_url(ApiVersion::V1), &user, &password_file).as_bytes(),
-        0o600,
-    )
-    .with_context(|| format!("writing {}", config_path.display()))?;
-    info!(url = %sim.token_url(ApiVersion::V1), ttl = %human(ttl), "Knox simulator started (dev only)");
-    info!(
-        "publishing into {}: try `cat {}/token` or `token-keeper -c {} status`; Ctrl-C stops",
-        dir.display(),
-        dir.display(),
-        config_path.display()
-    );
-    let result = run(&config_path, CancellationToken::new()).await;
-    sim.stop().await;
-    result
-}
-
-fn demo_config(dir: &Path, url: &str, user: &str, password_file: &Path) -> String {
-    let d = dir.display();
-    format!(
-        r#"# Written by `token-keeper demo`: the keeper against its own Knox simulator.
-[defaults]
-refresh_fraction = 0.5   # rotate at half-life so the demo shows rotations quickly
-min_remaining = "5s"
-revoke_superseded_after = "15s"   # stay under Knox's per-user limit of 10 tokens
-
-[[cluster]]
-name = "demo"
-token_url = "{url}"
-[cluster.auth]
-method = "basic"
-user = "{user}"
-password_file = "{pf}"
-[[cluster.output]]
-path = "{d}/token"
-format = "raw"
-[[cluster.output]]
-path = "{d}/token.sh"
-format = "shell"
-[[cluster.output]]
-path = "{d}/token.env"
-format = "env"
-[[cluster.output]]
-path = "{d}/token.json"
-format = "json"
-"#,
-        pf = password_file.display()
-    )
-}
-
-/// Where `demo` publishes by default.
-pub fn default_demo_dir() -> PathBuf {
-    PathBuf::from("token-keeper-demo")
 }

@@ -2,14 +2,12 @@
 //!
 //! Every verb takes `-c PATH`, or `$TOKEN_KEEPER_CONFIG`, for the config file.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::{Format, CONFIG_ENV};
-use crate::sim::{KnoxVersion, LimitAction};
 
 /// Keeps Apache Knox (KNOXTOKEN) tokens fresh and publishes them as files.
 #[derive(Debug, Parser)]
@@ -43,9 +41,6 @@ pub enum LogFormat {
 }
 
 /// The verbs.
-// Parsed once per process, so the size of the biggest verb (`sim`, with its many flags) costs
-// nothing; boxing it would only make the clap derive and every match on it awkward.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the daemon: keep every cluster's token fresh until SIGTERM or SIGINT.
@@ -116,91 +111,10 @@ pub enum Command {
         #[command(subcommand)]
         action: TokensAction,
     },
-    /// Run a Knox KNOXTOKEN simulator (dev only, like `vault server -dev`).
-    Sim {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
-        /// Token lifetime (Knox's knox.token.ttl).
-        #[arg(long, default_value = "30s", value_parser = parse_duration)]
-        ttl: Duration,
-        /// Issue tokens that never expire (ttl -1).
-        #[arg(long, conflicts_with = "ttl")]
-        never_expire: bool,
-        /// Accepted Basic credentials, USER:PASSWORD (repeatable) [default: alice:alice-password]
-        #[arg(long = "user", value_name = "USER:PASSWORD")]
-        users: Vec<String>,
-        /// The topology name in the URL path.
-        #[arg(long, default_value = "sandbox")]
-        topology: String,
-        /// Issue unmanaged tokens (managed: "false").
-        #[arg(long)]
-        unmanaged: bool,
-        /// Skew the simulator's clock, e.g. "2h" or "-90s".
-        #[arg(long, allow_hyphen_values = true, value_parser = parse_offset, default_value = "0s")]
-        clock_offset: i64,
-        /// Users allowed to renew (knox.token.renewer.whitelist; repeatable). Empty: nobody.
-        #[arg(long = "renewer", value_name = "USER")]
-        renewers: Vec<String>,
-        /// knox.token.exp.renew-interval: a renewal extends to now plus this.
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
-        renew_interval: Duration,
-        /// knox.token.exp.max-lifetime, from issue [default: 7d]
-        #[arg(long, value_parser = parse_duration, conflicts_with = "unbounded_max_lifetime")]
-        max_lifetime: Option<Duration>,
-        /// knox.token.exp.max-lifetime = -1 (Knox 2.1+).
-        #[arg(long)]
-        unbounded_max_lifetime: bool,
-        /// knox.token.limit.per.user [default: 10]
-        #[arg(long, conflicts_with = "no_token_limit")]
-        token_limit: Option<usize>,
-        /// knox.token.limit.per.user = -1.
-        #[arg(long)]
-        no_token_limit: bool,
-        /// knox.token.user.limit.exceeded.action: RETURN_ERROR or REMOVE_OLDEST.
-        #[arg(long, default_value = "RETURN_ERROR")]
-        limit_action: LimitAction,
-        /// gateway.knox.token.eviction.grace.period: expired tokens count this long.
-        #[arg(long, default_value = "24h", value_parser = parse_duration)]
-        eviction_grace: Duration,
-        /// The Knox release to answer as: 1.5 (1.4-1.5), 2.0 (1.6-2.0) or 2.1 (2.1+).
-        #[arg(long, default_value = "2.1")]
-        knox_version: KnoxVersion,
-        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
-        #[arg(long, value_name = "FILE", requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The PEM private key for --tls-cert: PKCS#8, PKCS#1 ("RSA PRIVATE KEY") or SEC1.
-        #[arg(long, value_name = "FILE", requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// The topology of the Bearer endpoint GET /gateway/NAME/v1/ping, which accepts the
-        /// simulator's own tokens as `Authorization: Bearer` (JWTProvider, server-managed).
-        #[arg(long, default_value = "bearer", value_name = "NAME")]
-        bearer_topology: String,
-        /// Keep the managed token state in FILE across restarts, as Knox's persistent
-        /// AliasBasedTokenStateService does: loaded at start if it exists, rewritten atomically
-        /// after every change. Default: in memory only.
-        #[arg(long, value_name = "FILE")]
-        state_file: Option<PathBuf>,
-    },
-    /// Start the simulator and the keeper together, publishing into ./token-keeper-demo/.
-    Demo {
-        /// Where to publish.
-        #[arg(long, default_value = "token-keeper-demo")]
-        dir: PathBuf,
-    },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like \"30s\": {e}"))
-}
-
-/// A signed duration in milliseconds ("-90s").
-fn parse_offset(s: &str) -> Result<i64, String> {
-    let (sign, rest) = match s.strip_prefix('-') {
-        Some(r) => (-1, r),
-        None => (1, s.strip_prefix('+').unwrap_or(s)),
-    };
-    Ok(sign * parse_duration(rest)?.as_millis() as i64)
 }
 
 #[cfg(test)]
@@ -211,13 +125,6 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn offsets() {
-        assert_eq!(parse_offset("2h"), Ok(7_200_000));
-        assert_eq!(parse_offset("-90s"), Ok(-90_000));
-        assert!(parse_offset("soon").is_err());
     }
 }
 

@@ -22,7 +22,6 @@
 //! - [`systemd`]: sd_notify READY/RELOADING/STOPPING/STATUS.
 //! - [`secret`]: `Secret`, which never prints its value.
 //! - [`time`]: epoch milliseconds, RFC 3339 and durations as text, in one place.
-//! - [`sim`]: the Knox simulator behind `sim`, `demo` and the tests.
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
@@ -43,7 +42,6 @@ pub mod scheduler;
 pub mod secret;
 pub mod server;
 pub mod signals;
-pub mod sim;
 pub mod sink;
 pub mod systemd;
 pub mod telemetry;

@@ -8,7 +8,6 @@ use clap::Parser as _;
 use token_keeper::cli::{Cli, Command, LogFormat, TokensAction};
 use token_keeper::cmd::{self, tokens};
 use token_keeper::config::{self, ConfigError};
-use token_keeper::sim::SimOptions;
 use token_keeper::{app, doctor, exec};
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -61,62 +60,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Token { cluster, format } => {
             cmd::token::run(&config_path(), cluster.as_deref(), format).map(|()| ExitCode::SUCCESS)
         }
-        Command::Sim {
-            listen,
-            ttl,
-            never_expire,
-            users,
-            topology,
-            unmanaged,
-            clock_offset,
-            renewers,
-            renew_interval,
-            max_lifetime,
-            unbounded_max_lifetime,
-            token_limit,
-            no_token_limit,
-            limit_action,
-            eviction_grace,
-            knox_version,
-            tls_cert,
-            tls_key,
-            bearer_topology,
-            state_file,
-        } => {
-            let defaults = SimOptions::default();
-            let mut options = SimOptions {
-                topology,
-                ttl: if never_expire { None } else { Some(ttl) },
-                managed: !unmanaged,
-                clock_offset,
-                renewers,
-                renew_interval,
-                max_lifetime: if unbounded_max_lifetime {
-                    None
-                } else {
-                    max_lifetime.or(defaults.max_lifetime)
-                },
-                token_limit: if no_token_limit { None } else { token_limit.or(defaults.token_limit) },
-                limit_action,
-                eviction_grace,
-                version: knox_version,
-                bearer_topology,
-                state_file,
-                ..defaults
-            };
-            if !users.is_empty() {
-                options.users = users
-                    .iter()
-                    .map(|u| match u.split_once(':') {
-                        Some((user, pass)) => Ok((user.to_owned(), pass.to_owned())),
-                        None => Err(anyhow::anyhow!("--user {u:?} is not USER:PASSWORD")),
-                    })
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| ConfigError::invalid("command line", format!("{e}")))?;
-            }
-            let tls = tls_cert.zip(tls_key);
-            app::sim(app::SimArgs { listen, options, tls }).await.map(|()| ExitCode::SUCCESS)
-        }
         Command::Tokens { action } => {
             let (cluster, action) = match action {
                 TokensAction::List { cluster, json, user } => (cluster, tokens::Action::List { json, user }),
@@ -140,7 +83,6 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { dir } => app::demo(&dir).await.map(|()| ExitCode::SUCCESS),
     }
 }
 

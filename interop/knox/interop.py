@@ -28,6 +28,7 @@ def main() -> int:
     which.add_argument("--sim", action="store_true", help="run against the project's simulator")
     ap.add_argument("--scenario", action="append", default=[], help="run only these (repeatable)")
     ap.add_argument("--keeper", required=True, type=Path, help="the token-keeper binary")
+    ap.add_argument("--knox-sim", required=True, type=Path, help="the knox-sim binary (for --sim)")
     ap.add_argument("--root", required=True, type=Path, help="the repository root")
     args = ap.parse_args()
 
@@ -38,7 +39,7 @@ def main() -> int:
     chosen = [(n, f) for n, f in SCENARIOS if not args.scenario or n in args.scenario]
 
     out = args.root / "target/interop"
-    target = (Sim(args.keeper, out / "sim-work", log) if args.sim
+    target = (Sim(args.knox_sim, out / "sim-work", log) if args.sim
               else Knox(args.knox_version, out / f"knox-{args.knox_version}-work", log))
     report_path = out / f"{target.name}.json"
     results: list[dict] = []

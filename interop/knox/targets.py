@@ -328,13 +328,13 @@ class Knox(Target):
 
 
 class Sim(Target):
-    """The project's simulator: one `token-keeper sim` process per topology, answering as Knox
-    2.0 does, each with the Bearer topology in front of its own tokens."""
+    """The project's simulator: one `knox-sim` process (crates/knox-sim) per topology, answering
+    as Knox 2.0 does, each with the Bearer topology in front of its own tokens."""
 
-    def __init__(self, keeper_bin: Path, work: Path, log) -> None:
+    def __init__(self, sim_bin: Path, work: Path, log) -> None:
         self.name = "sim"
         self.knox_version = "2.0.0"
-        self.bin = keeper_bin
+        self.bin = sim_bin
         self.work = work
         self.log = log
         self.procs: dict[str, subprocess.Popen] = {}
@@ -365,7 +365,7 @@ class Sim(Target):
     def launch(self, name: str) -> None:
         t = TOPOLOGIES[name]
         port = self.ports.get(name, 0)
-        args = [str(self.bin), "sim", "--listen", f"127.0.0.1:{port}", "--knox-version", "2.0",
+        args = [str(self.bin), "--listen", f"127.0.0.1:{port}", "--knox-version", "2.0",
                 "--topology", name, "--tls-cert", str(self.cert), "--tls-key", str(self.key),
                 "--ttl", f"{t.ttl_ms}ms", "--renew-interval", f"{t.renew_ms}ms",
                 "--max-lifetime", f"{t.max_lifetime_ms}ms", "--token-limit", str(TOKEN_LIMIT),

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
 use crate::harness::*;
-use token_keeper::sim::SimOptions;
+use knox_sim::SimOptions;
 
 fn mode(p: &std::path::Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
@@ -267,8 +267,8 @@ fn once_publishes_keeps_fresh_tokens_and_reports_failure() {
     // Transient failures are retried within --timeout.
     let fx2 = Fixture::new();
     fx2.write_config(FAST, &[fx2.cluster("c1", &sim.url(), "")]);
-    sim.push_reply(token_keeper::sim::Scripted::service_unavailable());
-    sim.push_reply(token_keeper::sim::Scripted::server_error_html());
+    sim.push_reply(knox_sim::Scripted::service_unavailable());
+    sim.push_reply(knox_sim::Scripted::server_error_html());
     let r = fx2.cmd(&["once", "--timeout", "20s"]);
     assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
     assert_eq!(sim.acquisitions(), 2);
@@ -306,11 +306,26 @@ fn once_gives_up_on_a_dead_gateway_after_its_timeout() {
     assert!(stderr.contains("giving up") && stderr.contains("cannot reach"), "{stderr}");
 }
 
+/// The demo example (examples/demo.rs), which `cargo test` builds next to this test binary's
+/// directory: `target/<profile>/examples/demo`.
+fn demo_example() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let profile_dir = exe.parent().and_then(std::path::Path::parent).expect("target/<profile>/deps/it-*");
+    let demo = profile_dir.join("examples").join("demo");
+    assert!(
+        demo.is_file(),
+        "{} is missing: a plain `cargo test` builds the examples, but a `--test it` filter does \
+         not; run `cargo build --example demo` first",
+        demo.display()
+    );
+    demo
+}
+
 #[test]
 fn demo_runs_the_simulator_and_the_keeper() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let mut d = Daemon::spawn(&["demo", "--dir", demo.to_str().unwrap()]);
+    let mut d = Daemon::spawn_cmd(program(&demo_example(), &["--dir", demo.to_str().unwrap()]));
     d.wait_log("token published", 1);
     let jwt = std::fs::read_to_string(demo.join("token")).unwrap();
     assert_eq!(claims(&jwt)["sub"], "alice");
@@ -318,32 +333,6 @@ fn demo_runs_the_simulator_and_the_keeper() {
     d.signal(libc::SIGINT);
     assert_eq!(d.wait_exit().code(), Some(0));
     assert_no_secrets(&d.log(), &[jwt]);
-}
-
-#[test]
-fn sim_verb_serves_tokens() {
-    // Port 0 is not printable in advance, so the sim reports its address on stdout.
-    let mut cmd = command(&["sim", "--listen", "127.0.0.1:0", "--ttl", "1h", "--user", "bob:pw"]);
-    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().unwrap();
-    let mut line = String::new();
-    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
-    use std::io::BufRead as _;
-    while !line.contains("token URL: ") {
-        line.clear();
-        assert!(reader.read_line(&mut line).unwrap() > 0, "sim exited early");
-    }
-    let url = line.trim().trim_start_matches("token URL: ").to_owned();
-    let fx = Fixture::new();
-    std::fs::write(&fx.password_file, "pw\n").unwrap();
-    fx.write_config(FAST, &[fx.cluster("c1", &url, "").replace("user = \"alice\"", "user = \"bob\"")]);
-    let r = fx.cmd(&["once"]);
-    // SAFETY: plain kill of our child.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    assert_eq!(r.status.code(), Some(0), "{}", String::from_utf8_lossy(&r.stderr));
-    assert_eq!(claims(&fx.token("c1").unwrap())["sub"], "bob");
-    assert!(status.success());
 }
 
 #[test]

@@ -5,9 +5,9 @@
 use std::os::unix::fs::PermissionsExt as _;
 use std::time::Duration;
 
+use knox_sim::{KnoxVersion, SimOptions};
 use token_keeper::config::{self, Env};
 use token_keeper::knox::KnoxClient;
-use token_keeper::sim::{KnoxVersion, SimOptions};
 
 use crate::harness::*;
 
@@ -148,8 +148,7 @@ fn doctor_fails_on_a_bad_password_in_the_credentials_row() {
 
 #[test]
 fn doctor_fails_on_a_wrong_ca_in_the_tls_row_and_passes_with_the_right_one() {
-    let sim =
-        SimServer::start_tls(SimOptions { ttl: Some(Duration::from_secs(3600)), ..SimOptions::default() });
+    let sim = tls_sim(SimOptions { ttl: Some(Duration::from_secs(3600)), ..SimOptions::default() });
     let fx = Fixture::new();
     let other = tls_file("other-ca.pem");
     fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), &format!("ca_file = \"{}\"", other.display()))]);

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use token_keeper::sim::{Scripted, SimOptions};
+use knox_sim::{Scripted, SimOptions};
 
 use crate::harness::*;
 

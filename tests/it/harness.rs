@@ -1,15 +1,17 @@
-//! Shared test machinery: a simulator on its own runtime, a temp directory with a config,
-//! the spawned daemon with its captured log, and polling with a timeout (never fixed sleeps
-//! as synchronisation).
+//! Shared test machinery: the simulator on its own runtime (`knox_sim::blocking::SimServer`,
+//! which the bench uses too), a temp directory with a config, the spawned daemon with its
+//! captured log, and polling with a timeout (never fixed sleeps as synchronisation).
 
 use std::io::{BufRead as _, BufReader};
-use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use token_keeper::sim::{ApiVersion, Sim, SimOptions};
+use knox_sim::SimOptions;
+
+/// The simulator on a runtime of its own, so tests can block freely while it serves.
+pub use knox_sim::blocking::SimServer;
 
 /// Generous: these machines are small and noisy.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -30,62 +32,11 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// The simulator on a runtime of its own, so tests can block freely while it serves.
-pub struct SimServer {
-    rt: tokio::runtime::Runtime,
-    sim: Option<Sim>,
-}
-
-impl SimServer {
-    pub fn start(opts: SimOptions) -> SimServer {
-        Self::start_at("127.0.0.1:0", opts)
-    }
-
-    pub fn start_at(addr: &str, opts: SimOptions) -> SimServer {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let sim = rt.block_on(Sim::start(addr.parse().unwrap(), opts)).expect("simulator binds");
-        SimServer { rt, sim: Some(sim) }
-    }
-
-    /// A simulator serving HTTPS with the test certificate for 127.0.0.1 (tests/data/tls).
-    pub fn start_tls(opts: SimOptions) -> SimServer {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        let cert = std::fs::read(tls_file("server.pem")).unwrap();
-        let key = std::fs::read(tls_file("server.key")).unwrap();
-        let sim = rt
-            .block_on(Sim::start_tls("127.0.0.1:0".parse().unwrap(), opts, &cert, &key))
-            .expect("simulator binds");
-        SimServer { rt, sim: Some(sim) }
-    }
-
-    /// A simulator with `ttl` and no per-user token limit (tests of the limit set it
-    /// themselves; the others rotate more tokens than Knox's default 10 allows).
-    pub fn with_ttl(ttl: Duration) -> SimServer {
-        SimServer::start(SimOptions { ttl: Some(ttl), token_limit: None, ..SimOptions::default() })
-    }
-
-    /// Stops serving: later connections are refused.
-    pub fn stop(&mut self) {
-        if let Some(sim) = self.sim.take() {
-            self.rt.block_on(sim.stop());
-        }
-    }
-
-    pub fn url(&self) -> String {
-        self.token_url(ApiVersion::V1)
-    }
-
-    /// Every JWT issued so far.
-    pub fn jwts(&self) -> Vec<String> {
-        self.issued().into_iter().map(|i| i.jwt).collect()
-    }
-}
-
-impl Deref for SimServer {
-    type Target = Sim;
-    fn deref(&self) -> &Sim {
-        self.sim.as_ref().expect("simulator is running")
-    }
+/// A simulator serving HTTPS with the test certificate for 127.0.0.1 (tests/data/tls).
+pub fn tls_sim(opts: SimOptions) -> SimServer {
+    let cert = std::fs::read(tls_file("server.pem")).unwrap();
+    let key = std::fs::read(tls_file("server.key")).unwrap();
+    SimServer::start_tls(opts, &cert, &key)
 }
 
 /// A file of the test PKI (a CA, a second unrelated CA, and a server certificate for
@@ -186,7 +137,13 @@ pub const FAST: &str = "min_remaining = \"1s\"\nrefresh_fraction = 0.5\njitter =
 
 /// The binary under test, quiet on stdin, with a clean environment for what it reads.
 pub fn command(args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_token-keeper"));
+    program(Path::new(env!("CARGO_BIN_EXE_token-keeper")), args)
+}
+
+/// `bin` (the daemon, or the demo example that embeds it), quiet on stdin, with a clean
+/// environment for what the daemon reads.
+pub fn program(bin: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.args(args)
         .stdin(Stdio::null())
         .env_remove("TOKEN_KEEPER_CONFIG")

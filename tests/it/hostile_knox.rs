@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use knox_sim::Scripted;
 use serde_json::{json, Value};
-use token_keeper::sim::Scripted;
 
 use crate::harness::*;
 

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use knox_sim::SimOptions;
 use token_keeper::config::{Config, Env};
 use token_keeper::keeper::{FirstRound, Keeper};
 use token_keeper::knox::Clients;
-use token_keeper::sim::SimOptions;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;

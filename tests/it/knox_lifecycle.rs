@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use token_keeper::sim::{KnoxVersion, LimitAction, SimOptions};
+use knox_sim::{KnoxVersion, LimitAction, SimOptions};
 
 use crate::harness::*;
 

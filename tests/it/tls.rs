@@ -4,12 +4,12 @@
 
 use std::time::Duration;
 
-use token_keeper::sim::SimOptions;
+use knox_sim::SimOptions;
 
 use crate::harness::*;
 
 fn https_sim() -> SimServer {
-    SimServer::start_tls(SimOptions { ttl: Some(Duration::from_secs(3600)), ..SimOptions::default() })
+    tls_sim(SimOptions { ttl: Some(Duration::from_secs(3600)), ..SimOptions::default() })
 }
 
 #[test]

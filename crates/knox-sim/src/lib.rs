@@ -1,4 +1,5 @@
-//! The Apache Knox KNOXTOKEN simulator behind `token-keeper sim`, `demo` and the tests: a small
+//! An Apache Knox KNOXTOKEN simulator for developing and testing token-keeper: the `knox-sim`
+//! binary, the demo, and token-keeper's tests and bench run against it. It is a small
 //! HTTP/1.1 server that answers like Knox's token service, quirks included (`docs/knox.md`), with
 //! scripted replies, a request log and a clock that can run ahead of or behind the local one.
 //!
@@ -17,7 +18,12 @@
 //! behind Knox's JWTProvider accepts the tokens the simulator issued while they are valid, so
 //! clients can check that a kept token actually works ([`Sim::bearer_url`]).
 //!
+//! It signs with a public, development-only key (`dev_key.pem`), so its tokens prove nothing.
+//!
 //! # Layout
+//! - [`blocking`]: [`blocking::SimServer`], a simulator on a runtime of its own for tests and the
+//!   benchmark, which block while it serves;
+//! - [`cli`]: the `knox-sim` command line and its mapping to [`SimOptions`];
 //! - `server`: accept loop, routing per version, authentication and the shared state;
 //! - `api`: the KNOXTOKEN handlers and Knox's exact response bodies;
 //! - `bearer`: the Bearer topology (JWTProvider in front of the HEALTH service's ping);
@@ -28,6 +34,8 @@
 
 mod api;
 mod bearer;
+pub mod blocking;
+pub mod cli;
 mod jwt;
 mod persist;
 mod server;
@@ -379,7 +387,7 @@ impl Sim {
     }
 
     /// Like [`Sim::start_tls`], reading the certificate chain and key from the PEM files `cert`
-    /// and `key`, as `token-keeper sim --tls-cert FILE --tls-key FILE` does. Errors name the file.
+    /// and `key`, as `knox-sim --tls-cert FILE --tls-key FILE` does. Errors name the file.
     pub async fn start_tls_files(
         listen: SocketAddr,
         opts: SimOptions,
@@ -497,11 +505,6 @@ impl Sim {
         self.set_options(|o| o.token_limit = limit);
     }
 
-    /// Sets what an acquisition at the limit gets.
-    pub fn set_limit_action(&self, action: LimitAction) {
-        self.set_options(|o| o.limit_action = action);
-    }
-
     /// Sets `knox.token.exp.renew-interval` for later renewals.
     pub fn set_renew_interval(&self, interval: Duration) {
         self.set_options(|o| o.renew_interval = interval);
@@ -510,11 +513,6 @@ impl Sim {
     /// Sets `knox.token.exp.max-lifetime` for tokens issued from now on.
     pub fn set_max_lifetime(&self, max_lifetime: Option<Duration>) {
         self.set_options(|o| o.max_lifetime = max_lifetime);
-    }
-
-    /// Sets the eviction grace period.
-    pub fn set_eviction_grace(&self, grace: Duration) {
-        self.set_options(|o| o.eviction_grace = grace);
     }
 
     /// Number of successful managed renewals (unmanaged echoes do not count).
@@ -588,8 +586,9 @@ impl Sim {
         tokio::time::timeout(timeout, reached).await.is_ok()
     }
 
-    /// Stops accepting and drops open connections; when this returns, the port is closed.
-    pub async fn stop(self) {
+    /// Stops accepting and drops open connections; when this returns, the port is closed. The
+    /// handle stays usable for what the simulator recorded ([`Sim::issued`], [`Sim::requests`]).
+    pub async fn stop(&self) {
         self.shutdown.cancel();
         self.tracker.close();
         self.tracker.wait().await;

@@ -1335,9 +1335,16 @@ async fn bearer_topology_checks_the_jwt_exp_of_unmanaged_tokens() {
     assert_eq!(ping(&sim, &forever.jwt).await, pong());
 }
 
-/// A file of this repository.
+/// A file of this repository (this crate is `crates/knox-sim` in it).
 fn repo_file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(path)
+}
+
+/// Writes a test file. clippy.toml bans `std::fs::write` for token-keeper's token files; this
+/// is a fixture.
+#[allow(clippy::disallowed_methods)]
+fn write_fixture(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("writing the test file");
 }
 
 /// Starts a sim with `configure`d default options that serves HTTPS with PEM files of the repo.
@@ -1373,21 +1380,26 @@ async fn tls_files_serve_https_with_pkcs8_and_pkcs1_keys() {
     let reply = conn.send("GET", &default_url, &[("Authorization", &auth)], "").await.expect("a response");
     assert_eq!(reply.status, 404, "the ping moved with the topology name");
 
-    // src/sim: the dev key, a PKCS#1 "RSA PRIVATE KEY", with its self-signed certificate.
-    let key = std::fs::read_to_string(repo_file("src/sim/dev_key.pem")).unwrap_or_default();
+    // crates/knox-sim/src: the dev key, a PKCS#1 "RSA PRIVATE KEY", with its self-signed certificate.
+    let key = std::fs::read_to_string(repo_file("crates/knox-sim/src/dev_key.pem")).unwrap_or_default();
     assert!(key.starts_with("-----BEGIN RSA PRIVATE KEY-----"));
-    let sim = start_tls("src/sim/dev_cert.pem", "src/sim/dev_key.pem", |_| ()).await.expect("a PKCS#1 key");
-    let cert = std::fs::read(repo_file("src/sim/dev_cert.pem")).expect("the dev certificate");
+    let sim = start_tls("crates/knox-sim/src/dev_cert.pem", "crates/knox-sim/src/dev_key.pem", |_| ())
+        .await
+        .expect("a PKCS#1 key");
+    let cert = std::fs::read(repo_file("crates/knox-sim/src/dev_cert.pem")).expect("the dev certificate");
     let mut conn = Conn::open_tls(sim.addr(), &cert).await.expect("a TLS handshake");
     let reply = conn.send("GET", &sim.bearer_url(), &[], "").await.expect("a response");
     assert_eq!((reply.status, reply.body.as_str()), (401, ""));
 
     // Errors name the missing file; a key that does not fit the certificate is refused.
-    let Err(err) = start_tls("src/sim/no-such.pem", "src/sim/dev_key.pem", |_| ()).await else {
+    let Err(err) =
+        start_tls("crates/knox-sim/src/no-such.pem", "crates/knox-sim/src/dev_key.pem", |_| ()).await
+    else {
         panic!("a missing certificate file is an error")
     };
     assert!(err.to_string().contains("no-such.pem"), "{err}");
-    let Err(err) = start_tls("src/sim/dev_cert.pem", "tests/data/tls/server.key", |_| ()).await else {
+    let Err(err) = start_tls("crates/knox-sim/src/dev_cert.pem", "tests/data/tls/server.key", |_| ()).await
+    else {
         panic!("a key of another certificate is an error")
     };
     assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
@@ -1395,9 +1407,9 @@ async fn tls_files_serve_https_with_pkcs8_and_pkcs1_keys() {
 
 #[test]
 fn sim_command_line_takes_tls_and_bearer_flags_with_the_others() {
-    use crate::cli::{Cli, Command};
+    use crate::cli::Cli;
     use clap::Parser as _;
-    let parse = |args: &[&str]| Cli::try_parse_from(["token-keeper", "sim"].iter().chain(args));
+    let parse = |args: &[&str]| Cli::try_parse_from(["knox-sim"].iter().chain(args));
     let args = [
         "--listen",
         "127.0.0.1:0",
@@ -1428,8 +1440,8 @@ fn sim_command_line_takes_tls_and_bearer_flags_with_the_others() {
         "--knox-version",
         "2.0",
     ];
-    let parsed = parse(&args).map(|cli| cli.command);
-    let Ok(Command::Sim {
+    let parsed = parse(&args);
+    let Ok(Cli {
         listen,
         tls_cert,
         tls_key,
@@ -1467,9 +1479,7 @@ fn sim_command_line_takes_tls_and_bearer_flags_with_the_others() {
         let err = parse(&half).map(|_| ()).expect_err("one TLS flag alone is an error");
         assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument, "{half:?}");
     }
-    let Ok(Command::Sim { tls_cert: None, tls_key: None, bearer_topology, .. }) =
-        parse(&[]).map(|c| c.command)
-    else {
+    let Ok(Cli { tls_cert: None, tls_key: None, bearer_topology, .. }) = parse(&[]) else {
         panic!("no TLS by default")
     };
     assert_eq!(bearer_topology, "bearer");
@@ -1693,7 +1703,7 @@ async fn a_bad_state_file_fails_the_start_and_names_the_file() {
         ("twice.json", format!(r#"{{"format":"token-keeper-sim-state/1","tokens":[{token},{token}]}}"#)),
     ] {
         let path = dir.path().join(name);
-        crate::sink::write_atomic(&path, text.as_bytes(), 0o600).expect("writing the test file");
+        write_fixture(&path, &text);
         let Err(err) = start_on(path.clone()).await else { panic!("{name} is not a state file") };
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{name}: {err}");
         assert!(err.to_string().contains(&path.display().to_string()), "{name}: {err}");
@@ -1714,18 +1724,18 @@ async fn a_bad_state_file_fails_the_start_and_names_the_file() {
     assert_eq!(written, serde_json::json!({"format": "token-keeper-sim-state/1", "tokens": []}));
     let one = dir.path().join("one.json");
     let text = format!(r#"{{"format":"token-keeper-sim-state/1","tokens":[{token}]}}"#);
-    crate::sink::write_atomic(&one, text.as_bytes(), 0o600).expect("writing the test file");
+    write_fixture(&one, &text);
     let sim = start_on(one).await.expect("a well-formed state file loads");
     assert_eq!(sim.server_expiry("a"), Some(4_102_444_800_000), "2100-01-01");
 }
 
 #[test]
 fn sim_command_line_takes_a_state_file() {
-    use crate::cli::{Cli, Command};
+    use crate::cli::Cli;
     use clap::Parser as _;
-    let parse = |args: &[&str]| match Cli::try_parse_from(["token-keeper", "sim"].iter().chain(args)) {
-        Ok(Cli { command: Command::Sim { state_file, .. }, .. }) => state_file,
-        other => panic!("{args:?}: {:?}", other.map(|c| c.command)),
+    let parse = |args: &[&str]| match Cli::try_parse_from(["knox-sim"].iter().chain(args)) {
+        Ok(Cli { state_file, .. }) => state_file,
+        other => panic!("{args:?}: {other:?}"),
     };
     assert_eq!(parse(&["--state-file", "knox.json"]), Some(PathBuf::from("knox.json")));
     assert_eq!(parse(&[]), None);

@@ -6,8 +6,8 @@
 //! `vault server -dev`: anyone can read it, so a token it signs proves nothing. Only the simulator
 //! uses it; the daemon itself never signs anything. `dev_cert.pem` is an equally public
 //! self-signed certificate for that key (`127.0.0.1` and `localhost`, valid 2000-2126), so that
-//! `token-keeper sim --tls-cert src/sim/dev_cert.pem --tls-key src/sim/dev_key.pem` serves HTTPS
-//! with a PKCS#1 key.
+//! `knox-sim --tls-cert crates/knox-sim/src/dev_cert.pem --tls-key crates/knox-sim/src/dev_key.pem`
+//! serves HTTPS with a PKCS#1 key.
 
 use std::sync::OnceLock;
 
