@@ -113,18 +113,7 @@ pub async fn run(config_path: &Path, stop: CancellationToken) -> anyhow::Result<
                 Control::Refresh => refresh.notify_one(),
                 Control::Reload { cause } => {
                     systemd::reloading();
-                    match reload_config(config_path, &current, cause) {
-                        Ok(Some(new)) => {
-                            if new.server != current.server {
-                                warn!("[server] settings take effect at the next start; the running endpoint and textfile stay as they are");
-                            }
-                            telemetry.reloaded(true);
-                            current = new;
-                            config_tx.send_replace(current.clone());
-                        }
-                        Ok(None) => {}
-                        Err(()) => telemetry.reloaded(false),
-                    }
+                    reload(config_path, cause, &mut current, &config_tx, &telemetry);
                     if first_rx.is_none() {
                         systemd::ready("running");
                     }
@@ -151,6 +140,29 @@ pub async fn run(config_path: &Path, stop: CancellationToken) -> anyhow::Result<
         warn!("tasks still running after {}; exiting anyway", human(SHUTDOWN_GRACE));
     }
     result
+}
+
+/// `Control::Reload`: a valid, changed config replaces `current` and goes to the keeper; an
+/// invalid one is logged and changes nothing.
+fn reload(
+    path: &Path,
+    cause: &str,
+    current: &mut Arc<Config>,
+    keeper: &watch::Sender<Arc<Config>>,
+    telemetry: &Telemetry,
+) {
+    match reload_config(path, current, cause) {
+        Ok(Some(new)) => {
+            if new.server != current.server {
+                warn!("[server] settings take effect at the next start; the running endpoint and textfile stay as they are");
+            }
+            telemetry.reloaded(true);
+            *current = new;
+            keeper.send_replace(current.clone());
+        }
+        Ok(None) => {}
+        Err(()) => telemetry.reloaded(false),
+    }
 }
 
 /// Validates the file again: the new config if it is valid and different, `None` if it is

@@ -12,7 +12,7 @@ use crate::config::{Format, CONFIG_ENV};
 /// Keeps Apache Knox (KNOXTOKEN) tokens fresh and publishes them as files.
 #[derive(Debug, Parser)]
 #[command(name = "token-keeper", version, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// The config file [default: $XDG_CONFIG_HOME/token-keeper/config.toml if it exists,
     /// else /etc/token-keeper/config.toml]
     #[arg(short = 'c', long = "config", global = true, env = CONFIG_ENV, value_name = "PATH")]
@@ -33,7 +33,7 @@ pub struct Cli {
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Human-readable lines (journald adds its own timestamps).
     Text,
     /// One JSON object per line, with the structured fields (cluster, token_id, ...).
@@ -42,7 +42,7 @@ pub enum LogFormat {
 
 /// The verbs.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the daemon: keep every cluster's token fresh until SIGTERM or SIGINT.
     Run,
     /// One pass (init containers, cron): keep fresh tokens, acquire the rest, exit 0 if all
@@ -130,7 +130,7 @@ mod tests {
 
 /// `tokens` sub-verbs. The token id comes last, after the options.
 #[derive(Debug, Subcommand)]
-pub enum TokensAction {
+pub(crate) enum TokensAction {
     /// List the user's tokens (getUserTokens): id, issued, expires, max lifetime, enabled,
     /// last used.
     List {

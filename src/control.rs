@@ -5,9 +5,9 @@
 //! the daemon's wiring (and the wiring does not import them back through it).
 
 /// Everything that can steer the running daemon. Signals and the config watcher send these;
-/// [`run`] is the only receiver.
+/// [`crate::app::run`] is the only receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
+pub(crate) enum Control {
     /// Re-read and validate the config; apply it if valid.
     Reload {
         /// What asked, for the log.

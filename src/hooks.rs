@@ -34,14 +34,14 @@ use tokio_util::sync::CancellationToken;
 use crate::config::OnChange;
 
 /// The largest pid file read: a pid and a newline are a few bytes.
-pub const PID_FILE_MAX: u64 = 64;
+pub(crate) const PID_FILE_MAX: u64 = 64;
 
 /// The most of `/proc/<pid>/status` read (it is about 1.5 KiB).
 const STATUS_MAX: u64 = 16 * 1024;
 
 /// Runs `hook` for `cluster`'s new token `generation`; returns what failed, if anything. A
 /// command still running when `shutdown` is cancelled is killed, with its process group.
-pub async fn run(
+pub(crate) async fn run(
     cluster: &str,
     generation: u64,
     hook: &OnChange,

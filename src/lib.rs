@@ -2,48 +2,52 @@
 //! them atomically as files that scripts, Spark jobs and systemd services read.
 //!
 //! # Layout
-//! - [`app`]: wires the daemon (signals, reload, keeper): `token-keeper run`.
-//! - [`cmd`]: the other verbs, a file each: `once`, `status`, `token`, `check-config`, `tokens`.
-//! - [`control`]: `Control`, the one message type that steers the daemon.
-//! - [`cli`]: the command line.
+//! From the top down; each module uses only those below it (`tests/it/layout.rs` checks it).
+//! - [`cmd`]: the command line's `main` and each verb in a file of its own (`once`, `status`,
+//!   `token`, `check-config`, `tokens`, `exec`, `doctor`); `cli` holds the clap definitions.
+//! - [`app`]: the daemon, `token-keeper run`: wires signals, the config watcher, the health
+//!   server and the keeper, and is the one receiver of `control::Control`.
+//! - [`keeper`]: the per-cluster state machine (pure transitions) and the async loop that
+//!   performs its effects; `reload`, `signals` and `server` are the daemon's other edges.
+//! - [`sink`]: the only code that writes token files (atomically); `hooks` tells consumers;
+//!   [`telemetry`] is what health, readiness and metrics read.
+//! - `output`: the bytes of each output format, and reading them back.
+//! - [`knox`]: the KNOXTOKEN HTTP client, its wire types, answers and errors.
 //! - [`config`]: `RawConfig` (serde) → validated `Config`.
-//! - [`knox`]: the KNOXTOKEN HTTP client, its wire types and errors.
-//! - [`scheduler`]: the pure `plan` function: when to refresh, how to back off.
-//! - [`doctor`]: `token-keeper doctor`, end-to-end checks per cluster.
-//! - [`exec`]: `token-keeper exec -- CMD`, a command with a token in its environment.
-//! - [`hooks`]: `on_change`, telling consumers after a publish.
-//! - [`keeper`]: the async loop around `plan`: timers, attempts, reload of clusters.
-//! - [`output`]: the bytes of each output format, and reading them back.
-//! - [`sink`]: the only code that writes token files (atomically).
-//! - [`reload`]: config file watcher → `Control::Reload`.
-//! - [`server`]: `/healthz`, `/readyz`, `/metrics`.
-//! - [`signals`]: Unix signals → `Control`.
-//! - [`telemetry`]: what the keeper reports: token state and counters, for health and metrics.
-//! - [`systemd`]: sd_notify READY/RELOADING/STOPPING/STATUS.
-//! - [`secret`]: `Secret`, which never prints its value.
-//! - [`time`]: epoch milliseconds, RFC 3339 and durations as text, in one place.
+//! - [`scheduler`]: the pure `plan`: when to refresh, how to back off.
+//! - Leaves: `time` (epoch ms, RFC 3339, durations for people), `text` (escaping what came
+//!   from outside), `secret` (`Secret`, which never prints its value), `systemd` (sd_notify),
+//!   `control`.
+//! - [`fuzzing`]: the fuzz targets' entry points.
+//!
+//! Modules are private unless something outside the library needs them: the binary
+//! (`cmd::main`), the integration tests and the benchmark (`app`, `config`, `keeper`, `knox`,
+//! `scheduler`, `sink`, `telemetry`), the demo example (`app`, `sink`) and the fuzz targets
+//! (`fuzzing`). Everything else is `pub(crate)`, so rustc reports what nothing uses.
 //!
 //! See `docs/ARCHITECTURE.md` for the bird's-eye view and the invariants.
 
+// The docs are for the people who work on the daemon, built with `--document-private-items`
+// (as CI does), where links from public items to crate-private ones resolve.
+#![allow(rustdoc::private_intra_doc_links)]
+
 pub mod app;
-pub mod cli;
+mod cli;
 pub mod cmd;
 pub mod config;
-pub mod control;
-pub mod doctor;
-pub mod exec;
+mod control;
 pub mod fuzzing;
-pub mod hooks;
+mod hooks;
 pub mod keeper;
 pub mod knox;
-pub mod output;
-pub mod reload;
+mod output;
+mod reload;
 pub mod scheduler;
-pub mod secret;
-pub mod server;
-pub mod signals;
+mod secret;
+mod server;
+mod signals;
 pub mod sink;
-pub mod systemd;
+mod systemd;
 pub mod telemetry;
-pub mod text;
-pub mod time;
+mod text;
+mod time;

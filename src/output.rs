@@ -22,9 +22,7 @@ use crate::config::{Cluster, Format, Validation};
 use crate::knox::client::MAX_CLOCK_SKEW_MS;
 use crate::knox::{is_token_id, Jwt, Token};
 use crate::secret::Secret;
-use crate::time::{clamp_epoch_ms, epoch_ms, from_epoch_ms};
-// Kept for callers not yet moved (app.rs, admin.rs, keeper.rs): it lives in `crate::time` now.
-pub use crate::time::rfc3339;
+use crate::time::{clamp_epoch_ms, epoch_ms, from_epoch_ms, rfc3339};
 
 /// What every format is rendered from: the token and its publish metadata.
 #[derive(Debug, Clone)]
@@ -156,7 +154,7 @@ impl Freshness {
 /// `p.jwt` is checked with [`Jwt::parse`] first. Every way of making a [`Published`] checks
 /// it already, so this cannot fail; if it ever did, the output would be empty (and an error
 /// logged) rather than carry bytes that could change what the file means.
-pub fn render(format: Format, p: &Published, env_var: &str) -> Vec<u8> {
+pub(crate) fn render(format: Format, p: &Published, env_var: &str) -> Vec<u8> {
     match Jwt::parse(p.jwt.expose()) {
         Ok(jwt) => render_checked(format, &jwt, p, env_var),
         Err(e) => {
@@ -219,7 +217,7 @@ const MAX_GENERATION: u64 = 1 << 53;
 /// [`is_token_id`] (else the JWT's `knox.id`), `token_type` and `target_url` for control
 /// characters, and every number is kept in range (times within 1970 to 9999, the clock
 /// offset within a year, the generation below 2^53).
-pub fn read_published(cluster: &Cluster) -> anyhow::Result<Option<Published>> {
+pub(crate) fn read_published(cluster: &Cluster) -> anyhow::Result<Option<Published>> {
     let output = cluster
         .outputs
         .iter()
@@ -239,7 +237,7 @@ pub fn read_published(cluster: &Cluster) -> anyhow::Result<Option<Published>> {
 
 /// Parses the text of a published file of `format` (the reader behind [`read_published`]),
 /// with every check that function lists.
-pub fn parse_published(
+pub(crate) fn parse_published(
     format: Format,
     text: &str,
     env_var: &str,

@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 use crate::control::Control;
 
 /// Quiet time after the last event before reloading.
-pub const DEBOUNCE: Duration = Duration::from_millis(500);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(500);
 
 /// Starts watching `config_path`; the returned future forwards debounced reloads until
 /// `shutdown`.
-pub fn watch(
+pub(crate) fn watch(
     config_path: &Path,
     control: mpsc::Sender<Control>,
     shutdown: CancellationToken,

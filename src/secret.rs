@@ -37,19 +37,19 @@ impl Secret {
 }
 
 /// The first 8 hex digits of the SHA-256 of `bytes`.
-pub fn fingerprint(bytes: &[u8]) -> String {
+pub(crate) fn fingerprint(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(bytes);
     digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
 }
 
 /// What is printed instead of the path of a secret's file that does not exist.
-pub const NOT_SHOWN: &str =
+pub(crate) const NOT_SHOWN: &str =
     "(not shown: the file does not exist, and the value may be a secret pasted into the wrong key)";
 
 /// The path of a file that holds a secret, for messages and tables: the path itself when
 /// something exists there (then it is a path, not a pasted secret), else [`NOT_SHOWN`].
-pub fn shown_path(path: &Path) -> String {
+pub(crate) fn shown_path(path: &Path) -> String {
     if path.symlink_metadata().is_ok() {
         path.display().to_string()
     } else {

@@ -35,20 +35,20 @@ use tracing::{debug, info, warn};
 use crate::telemetry::Telemetry;
 
 /// Connections open at once, at most. Prometheus and a health checker need one or two.
-pub const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 
 /// How long a client has to send a request's headers, from the connection's start or the
 /// previous response: an idle kept-alive connection is closed after this too.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The longest a connection lasts, whatever it does (a client that never reads its answer).
-pub const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
+pub(crate) const MAX_CONNECTION_AGE: Duration = Duration::from_secs(60);
 
 /// How long a connection past its age may take to finish the request it is answering.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
 /// The wait before accepting again after running out of descriptors or memory.
-pub const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Read buffer per connection: a GET with a few headers needs far less (hyper's floor is 8 KiB).
 const MAX_BUF: usize = 16 * 1024;
@@ -57,7 +57,7 @@ const MAX_BUF: usize = 16 * 1024;
 const WARN_EVERY: Duration = Duration::from_secs(60);
 
 /// Binds `addr` now (so a taken port is a start-up error) and returns the serving future.
-pub async fn bind(
+pub(crate) async fn bind(
     addr: SocketAddr,
     telemetry: Arc<Telemetry>,
     shutdown: CancellationToken,

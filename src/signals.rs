@@ -21,12 +21,12 @@ use tokio_util::sync::CancellationToken;
 use crate::control::Control;
 
 /// Installs the handlers.
-pub fn install() -> std::io::Result<Signals> {
+pub(crate) fn install() -> std::io::Result<Signals> {
     Signals::new([SIGHUP, SIGTERM, SIGINT, SIGUSR1])
 }
 
 /// Forwards signals to `control` until `shutdown`.
-pub async fn run(mut signals: Signals, control: mpsc::Sender<Control>, shutdown: CancellationToken) {
+pub(crate) async fn run(mut signals: Signals, control: mpsc::Sender<Control>, shutdown: CancellationToken) {
     let handle = signals.handle();
     loop {
         let signal = tokio::select! {

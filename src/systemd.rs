@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 
 /// Whether a service manager listens (`$NOTIFY_SOCKET` is set).
-pub fn enabled() -> bool {
+pub(crate) fn enabled() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
@@ -26,12 +26,12 @@ fn send(states: &[NotifyState<'_>]) {
 /// READY=1: sent once every cluster has published or failed its first attempt, so units
 /// ordered after this one start with a token in place when Knox is up, and a Knox outage
 /// at boot does not hang the unit.
-pub fn ready(status: &str) {
+pub(crate) fn ready(status: &str) {
     send(&[NotifyState::Ready, NotifyState::Status(status)]);
 }
 
 /// RELOADING=1 with MONOTONIC_USEC, as `Type=notify-reload` expects.
-pub fn reloading() {
+pub(crate) fn reloading() {
     match NotifyState::monotonic_usec_now() {
         Ok(now) => send(&[NotifyState::Reloading, now]),
         Err(_) => send(&[NotifyState::Reloading]),
@@ -39,12 +39,12 @@ pub fn reloading() {
 }
 
 /// STOPPING=1.
-pub fn stopping() {
+pub(crate) fn stopping() {
     send(&[NotifyState::Stopping]);
 }
 
 /// `STATUS=<line>`, shown by `systemctl status`.
-pub fn status(line: &str) {
+pub(crate) fn status(line: &str) {
     send(&[NotifyState::Status(line)]);
 }
 
@@ -54,7 +54,7 @@ pub fn status(line: &str) {
 /// Like `sd_watchdog_enabled(3)`: an unset `WATCHDOG_PID` means this process (the sd-notify
 /// crate's helper insists on it being set, which systemd does, but not every supervisor).
 /// A value that is not a positive number of microseconds means no watchdog.
-pub fn watchdog_interval() -> Option<Duration> {
+pub(crate) fn watchdog_interval() -> Option<Duration> {
     let usec = std::env::var("WATCHDOG_USEC").ok();
     let pid = std::env::var("WATCHDOG_PID").ok();
     parse_watchdog(usec.as_deref(), pid.as_deref(), std::process::id()).filter(|_| enabled())
@@ -78,14 +78,14 @@ const MIN_PING_PERIOD: Duration = Duration::from_millis(10);
 /// The time between WATCHDOG=1 pings for a watchdog `interval`: half the interval (systemd's
 /// advice), less a tenth of it (at most a second) so that timer slack and the work of one turn
 /// of the loop do not push a gap past the half.
-pub fn ping_period(interval: Duration) -> Duration {
+pub(crate) fn ping_period(interval: Duration) -> Duration {
     let half = interval / 2;
     half.saturating_sub((interval / 10).min(Duration::from_secs(1))).max(MIN_PING_PERIOD)
 }
 
 /// When the ping after one sent at `last` is due. Counted from the last ping, not from the
 /// last wake-up: a wake-up for something else just before it is due must not postpone it.
-pub fn next_ping(last: Instant, interval: Duration) -> Instant {
+pub(crate) fn next_ping(last: Instant, interval: Duration) -> Instant {
     // An interval too large to add is one that is never due in practice.
     last.checked_add(ping_period(interval)).unwrap_or(last + MAX_PING_DELAY)
 }
@@ -94,7 +94,7 @@ pub fn next_ping(last: Instant, interval: Duration) -> Instant {
 const MAX_PING_DELAY: Duration = Duration::from_secs(86_400);
 
 /// WATCHDOG=1: sent from the keeper loop itself, so a stuck loop gets the service restarted.
-pub fn watchdog() {
+pub(crate) fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 

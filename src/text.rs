@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 /// Whether `c` must not reach a log line or a terminal raw: a C0 control (tab, CR, LF and ESC
 /// included), DEL, a C1 control, a bidirectional override or isolate (the "Trojan Source"
 /// characters), or a Unicode line or paragraph separator.
-pub fn needs_escape(c: char) -> bool {
+pub(crate) fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,
@@ -23,13 +23,13 @@ pub fn needs_escape(c: char) -> bool {
 }
 
 /// Whether `s` shows as it is, with nothing to escape.
-pub fn is_plain(s: &str) -> bool {
+pub(crate) fn is_plain(s: &str) -> bool {
     !s.chars().any(needs_escape)
 }
 
 /// `s` with every character of [`needs_escape`] written as `\n`, `\r`, `\t` or `\u{hex}`;
 /// borrowed when there is nothing to escape.
-pub fn escape(s: &str) -> Cow<'_, str> {
+pub(crate) fn escape(s: &str) -> Cow<'_, str> {
     if is_plain(s) {
         return Cow::Borrowed(s);
     }
@@ -49,7 +49,7 @@ pub fn escape(s: &str) -> Cow<'_, str> {
 }
 
 /// At most `max` characters of `s`, with `...` appended when it was cut.
-pub fn shorten(s: &str, max: usize) -> Cow<'_, str> {
+pub(crate) fn shorten(s: &str, max: usize) -> Cow<'_, str> {
     match s.char_indices().nth(max) {
         Some((i, _)) => Cow::Owned(format!("{}...", &s[..i])),
         None => Cow::Borrowed(s),
@@ -57,7 +57,7 @@ pub fn shorten(s: &str, max: usize) -> Cow<'_, str> {
 }
 
 /// [`escape`] of the first `max` characters of `s`: a Knox value quoted in a message.
-pub fn quote(s: &str, max: usize) -> String {
+pub(crate) fn quote(s: &str, max: usize) -> String {
     escape(&shorten(s, max)).into_owned()
 }
 
@@ -65,7 +65,7 @@ pub fn quote(s: &str, max: usize) -> String {
 /// raw (DEL, C1 controls, bidi controls, line separators) written as `\uXXXX` escapes. The
 /// JSON means the same: `serde_json` already escapes C0 controls, and outside strings it
 /// writes none of these characters.
-pub fn escape_json(json: &str) -> Cow<'_, str> {
+pub(crate) fn escape_json(json: &str) -> Cow<'_, str> {
     if is_plain(json) {
         return Cow::Borrowed(json);
     }

@@ -10,15 +10,15 @@ use std::time::{Duration, SystemTime};
 
 /// The last millisecond of year 9999 (`9999-12-31T23:59:59.999Z`): every time from outside is
 /// kept at or below it, so that RFC 3339 rendering and arithmetic on it cannot fail.
-pub const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
+pub(crate) const MAX_EPOCH_MS: i64 = 253_402_300_799_999;
 
 /// `ms` within `0..=`[`MAX_EPOCH_MS`] (1970 to the end of 9999).
-pub fn clamp_epoch_ms(ms: i64) -> i64 {
+pub(crate) fn clamp_epoch_ms(ms: i64) -> i64 {
     ms.clamp(0, MAX_EPOCH_MS)
 }
 
 /// Milliseconds since the Unix epoch (negative before it), saturating at the ends of `i64`.
-pub fn epoch_ms(t: SystemTime) -> i64 {
+pub(crate) fn epoch_ms(t: SystemTime) -> i64 {
     match t.duration_since(SystemTime::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |ms| -ms),
@@ -27,7 +27,7 @@ pub fn epoch_ms(t: SystemTime) -> i64 {
 
 /// `SystemTime` at epoch ms `ms`, for any `ms`: one the platform cannot represent is the
 /// epoch itself (on Linux every `i64` can be represented).
-pub fn from_epoch_ms(ms: i64) -> SystemTime {
+pub(crate) fn from_epoch_ms(ms: i64) -> SystemTime {
     let d = Duration::from_millis(ms.unsigned_abs());
     let t =
         if ms >= 0 { SystemTime::UNIX_EPOCH.checked_add(d) } else { SystemTime::UNIX_EPOCH.checked_sub(d) };
@@ -36,13 +36,13 @@ pub fn from_epoch_ms(ms: i64) -> SystemTime {
 
 /// RFC 3339 UTC with second precision, e.g. `2026-11-23T04:21:45Z`. Total: a time before
 /// 1970 shows as `1970-01-01T00:00:00Z`, one after 9999 as `9999-12-31T23:59:59Z`.
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let clamped = from_epoch_ms(clamp_epoch_ms(epoch_ms(t)));
     humantime::format_rfc3339_seconds(clamped).to_string()
 }
 
 /// A duration for people: "42m", "2h 5m", "1d 3h", "30s", "800ms".
-pub fn human(d: Duration) -> String {
+pub(crate) fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
         0 => format!("{}ms", d.as_millis()),
@@ -60,13 +60,13 @@ pub fn human(d: Duration) -> String {
 }
 
 /// Milliseconds left, for people ("42m"); nothing left (or less) is "0ms".
-pub fn left(ms: i64) -> String {
+pub(crate) fn left(ms: i64) -> String {
     human(Duration::from_millis(u64::try_from(ms).unwrap_or(0)))
 }
 
 /// Knox's clock offset for people: "+2h", "-90s", "0s" (below a second is noise: the
 /// `Date` header has one-second resolution).
-pub fn signed(ms: i64) -> String {
+pub(crate) fn signed(ms: i64) -> String {
     if ms.unsigned_abs() < 1000 {
         return "0s".into();
     }
@@ -77,7 +77,7 @@ pub fn signed(ms: i64) -> String {
 
 /// Milliseconds as seconds with three decimals ("1.500", "-0.250"), as the Prometheus text
 /// format writes a time or a duration.
-pub fn secs(ms: i64) -> String {
+pub(crate) fn secs(ms: i64) -> String {
     format!("{:.3}", ms as f64 / 1000.0)
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::app::load_config;
 
 /// `token-keeper check-config`: validates and prints the resolved config.
-pub fn run(config_path: &Path) -> anyhow::Result<()> {
+pub(super) fn run(config_path: &Path) -> anyhow::Result<()> {
     let config = load_config(config_path)?;
     let mut out = std::io::stdout().lock();
     write!(out, "{config}")?;

@@ -20,7 +20,7 @@ use crate::time::human;
 /// `token-keeper once`: keeps each still-fresh published token, acquires the rest, and
 /// returns whether every cluster ends with a fresh token. Transient failures are retried
 /// until `timeout`.
-pub async fn run(config_path: &Path, timeout: Duration) -> anyhow::Result<bool> {
+pub(super) async fn run(config_path: &Path, timeout: Duration) -> anyhow::Result<bool> {
     let config = load_config(config_path)?;
     warn_insecure(&config);
     let clients = Clients::default();

@@ -13,7 +13,7 @@ use crate::time::{from_epoch_ms, human, rfc3339, signed};
 /// `token-keeper status`: one line per cluster; returns whether all are fresh. What the
 /// published files hold is shown escaped ([`crate::text::escape`]): they may carry what Knox
 /// sent.
-pub fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
+pub(super) fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
     let config = config::load(config_path, &Env::from_process())?;
     let now = SystemTime::now();
     if json {

@@ -11,7 +11,7 @@ use crate::output;
 
 /// `token-keeper token`: writes the published token in `format` to stdout, byte for byte
 /// what an output file of that format holds.
-pub fn run(config_path: &Path, cluster: Option<&str>, format: Format) -> anyhow::Result<()> {
+pub(super) fn run(config_path: &Path, cluster: Option<&str>, format: Format) -> anyhow::Result<()> {
     let config = config::load(config_path, &Env::from_process())?;
     let c = config.pick(config_path, cluster).map_err(anyhow::Error::msg)?;
     let p = output::read_published(c)?.with_context(|| {

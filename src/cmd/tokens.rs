@@ -19,13 +19,14 @@ use reqwest::StatusCode;
 use crate::config::{self, Auth, Cluster, Env};
 use crate::knox::answer::{self, Answer};
 use crate::knox::{wire, Flavor, Jwt, KnoxClient, Op};
-use crate::output::{self, rfc3339};
+use crate::output;
 use crate::secret::Secret;
 use crate::text;
+use crate::time::{from_epoch_ms, rfc3339};
 
 /// What to do with the token API.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(super) enum Action {
     /// `getUserTokens?userName=<user>`.
     List {
         /// Print Knox's JSON instead of a table.
@@ -42,21 +43,25 @@ pub enum Action {
 }
 
 /// Exit codes of `tokens` (besides 0 ok, 1 runtime failure, 2 usage or config error).
-pub mod exit {
+pub(super) mod exit {
     /// Knox does not know the token (code 50).
-    pub const UNKNOWN_TOKEN: u8 = 3;
+    pub(crate) const UNKNOWN_TOKEN: u8 = 3;
     /// Not authorized (code 20, or 403).
-    pub const NOT_AUTHORIZED: u8 = 4;
+    pub(crate) const NOT_AUTHORIZED: u8 = 4;
     /// Already in the requested state (codes 60, 70).
-    pub const ALREADY: u8 = 5;
+    pub(crate) const ALREADY: u8 = 5;
     /// Token management is not configured on the topology (code 10, or 503 for listing).
-    pub const NOT_CONFIGURED: u8 = 6;
+    pub(crate) const NOT_CONFIGURED: u8 = 6;
     /// Any other refusal (codes 40, 80, 90, or none).
-    pub const REFUSED: u8 = 7;
+    pub(crate) const REFUSED: u8 = 7;
 }
 
 /// Runs `action` against `cluster` (or the default cluster) of the config at `config_path`.
-pub async fn run(config_path: &Path, cluster: Option<&str>, action: Action) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(
+    config_path: &Path,
+    cluster: Option<&str>,
+    action: Action,
+) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path, &Env::from_process())?;
     let c = config.pick(config_path, cluster).map_err(anyhow::Error::msg)?;
     let client = KnoxClient::new(&c.transport)?;
@@ -130,7 +135,7 @@ async fn list(
 /// (clamped by `wire` to 1970-9999).
 fn token_row(t: &wire::UserToken) -> String {
     let time = |ms: Option<i64>, never: &str| match ms {
-        Some(ms) if ms >= 0 => rfc3339(crate::knox::from_epoch_ms(ms)),
+        Some(ms) if ms >= 0 => rfc3339(from_epoch_ms(ms)),
         Some(_) => never.to_owned(),
         None => "-".to_owned(),
     };
@@ -144,7 +149,7 @@ fn token_row(t: &wire::UserToken) -> String {
     let last_used = match meta.and_then(|m| m.last_used_at.as_ref()) {
         Some(serde_json::Value::String(s)) => shown(s),
         Some(serde_json::Value::Number(n)) => {
-            n.as_i64().map_or_else(|| shown(&n.to_string()), |ms| rfc3339(crate::knox::from_epoch_ms(ms)))
+            n.as_i64().map_or_else(|| shown(&n.to_string()), |ms| rfc3339(from_epoch_ms(ms)))
         }
         _ => "-".to_owned(),
     };
@@ -179,7 +184,7 @@ async fn change(cluster: &Cluster, client: &KnoxClient, op: Op, id: &str) -> any
 }
 
 /// The exit code and one-line message for a refused `op` (docs/knox.md §4.1, §4.2, §5).
-pub fn explain(op: Op, status: u16, a: &Answer) -> (u8, String) {
+pub(super) fn explain(op: Op, status: u16, a: &Answer) -> (u8, String) {
     let verb = match op {
         Op::Revoke => "revoke",
         Op::Enable => "enable",

@@ -45,7 +45,7 @@ pub(super) fn adopt(cluster: &Cluster, p: Published, now_wall: SystemTime, now: 
         acquired_at: p.acquired_at,
         renewed_at: p.renewed_at,
         received: now.checked_sub(age).unwrap_or(now),
-        knox_now_ms: knox::epoch_ms(since).saturating_add(p.knox_clock_offset_ms),
+        knox_now_ms: crate::time::epoch_ms(since).saturating_add(p.knox_clock_offset_ms),
         clock_offset_ms: p.knox_clock_offset_ms,
     })
 }

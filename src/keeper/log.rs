@@ -11,9 +11,8 @@ use tracing::{debug, error, info, warn};
 
 use super::forced::{Requested, FORCED_REFRESH_GAP};
 use crate::knox::answer::Reason;
-use crate::knox::from_epoch_ms;
-use crate::output::rfc3339;
 use crate::time::human;
+use crate::time::{from_epoch_ms, rfc3339};
 
 /// One log line about one cluster, decided by a transition.
 #[derive(Debug, Clone, PartialEq)]

@@ -24,12 +24,9 @@ pub use jwt::Jwt;
 
 use crate::config::Validation;
 use crate::secret::Secret;
-use crate::time::clamp_epoch_ms;
 #[cfg(doc)] // For the doc links here, which predate `crate::time`.
 use crate::time::MAX_EPOCH_MS;
-// Kept for callers not yet moved (app.rs, admin.rs, keeper.rs, tests/it): these live in
-// `crate::time` now.
-pub use crate::time::{epoch_ms, from_epoch_ms};
+use crate::time::{clamp_epoch_ms, epoch_ms};
 
 /// An issued token and what we know about it. Not serde: it crosses no boundary as a whole.
 #[derive(Debug, Clone)]
@@ -161,6 +158,7 @@ pub fn is_token_id(id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::from_epoch_ms;
 
     fn token(managed: bool, expires_in: Expiry, jwt_exp: Option<i64>) -> Token {
         Token {

@@ -218,10 +218,6 @@ impl Drop for Spawned {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
 #[test]
 fn refuses_when_no_token_can_cover_min_valid() {
     // One-hour tokens at most, and a published one among them.

@@ -18,6 +18,13 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 pub const PASSWORD: &str = "alice-password";
 
+/// This host's clock in epoch milliseconds, as the json output writes `expires_at_ms`.
+pub fn now_ms() -> i64 {
+    let since =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("the clock is after 1970");
+    i64::try_from(since.as_millis()).expect("before the year 292 million")
+}
+
 /// Polls `cond` every 10 ms until it holds or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;

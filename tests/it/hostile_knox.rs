@@ -6,7 +6,7 @@ use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use base64::Engine as _;
 use knox_sim::Scripted;
@@ -15,10 +15,6 @@ use serde_json::{json, Value};
 use crate::harness::*;
 
 const OUTPUTS: [&str; 5] = ["token", "token.header", "token.env", "token.sh", "token.json"];
-
-fn now_ms() -> i64 {
-    token_keeper::knox::epoch_ms(SystemTime::now())
-}
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)

@@ -52,7 +52,7 @@ use crate::time::left;
 
 /// The options of `exec`.
 #[derive(Debug, Clone)]
-pub struct Args {
+pub(super) struct Args {
     /// The cluster, or the default one.
     pub cluster: Option<String>,
     /// The token must stay valid at least this long; `None` is the cluster's freshness rule
@@ -79,7 +79,7 @@ const NOT_FOUND: u8 = 127;
 const NOT_EXECUTABLE: u8 = 126;
 
 /// Runs the command; the exit code is the child's (128 + signal when it was killed).
-pub async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(config_path: &Path, args: Args) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path, &Env::from_process())?;
     let cluster = config.pick(config_path, args.cluster.as_deref()).map_err(anyhow::Error::msg)?;
     let env_var = match args.env_var.as_deref() {

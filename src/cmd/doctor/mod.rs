@@ -41,7 +41,7 @@ use outputs::output_rows;
 
 /// Runs every check on every cluster and prints the tables on stdout; exit 0 only if no row
 /// failed (warnings and skipped rows pass), 1 otherwise.
-pub async fn run(config_path: &Path, renew_trial: bool) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(config_path: &Path, renew_trial: bool) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path, &Env::from_process())?;
     let mut all = Vec::new();
     let mut failed: Vec<String> = Vec::new();
