@@ -2,7 +2,7 @@
 //!
 //! `plan` does no IO, reads no clock and cannot fail: the caller passes `now` and the random
 //! samples it drew, so every decision is a table test away. The async loop that acts on its
-//! answers lives in `keeper.rs`.
+//! answers lives in `keeper/` (whose own transitions are pure too).
 //!
 //! All instants are monotonic (`Instant`) and were derived from Knox's clock at the moment
 //! the token arrived (see `knox::Token::lifetime`), so a wall-clock jump on this host cannot

@@ -3,7 +3,7 @@
 //! - SIGHUP → reload: the convention for daemons, and what `ExecReload=kill -HUP $MAINPID`
 //!   sends.
 //! - SIGTERM → shutdown: what systemd and container runtimes send to stop a service.
-//! - SIGINT → shutdown: Ctrl-C in a terminal (`token-keeper demo`).
+//! - SIGINT → shutdown: Ctrl-C in a terminal (the demo example).
 //! - SIGUSR1 → refresh every cluster now: for an operator who rotated a password or wants a
 //!   new token without waiting. Requests are coalesced, here and in the keeper, which also
 //!   spaces them out per cluster (`keeper::FORCED_REFRESH_GAP`), so a loop sending SIGUSR1

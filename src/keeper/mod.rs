@@ -16,8 +16,8 @@
 //! - `reload`: what a new config means for each running cluster;
 //! - `report`: the first round (READY=1) and the STATUS= line.
 //!
-//! `slot` holds the state they read and write, `log` every line they ask for (as data,
-//! turned into its `tracing` call in one place), and `human` the durations in those lines.
+//! `slot` holds the state they read and write, and `log` every line they ask for (as data,
+//! turned into its `tracing` call in one place).
 //!
 //! The loop (this file, with `effect` and `timers`) waits for whichever comes first: the
 //! next due instant, an outcome, a new config, a refresh request, or shutdown. It feeds the
