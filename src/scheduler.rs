@@ -227,6 +227,22 @@ pub fn backoff(count: u32, sample: f64, class: ErrorClass) -> Duration {
     share(exp, sample).max(floor)
 }
 
+/// For the one-shot verbs (`once`, `exec`), which retry an acquisition until a deadline
+/// instead of holding a token: the wait before retry number `count` after a failure of
+/// `class` at `now`, or `None` to give up, because the failure is not transient or the retry
+/// would not start before `deadline`.
+pub fn retry_before(
+    count: u32,
+    sample: f64,
+    class: ErrorClass,
+    transient: bool,
+    now: Instant,
+    deadline: Instant,
+) -> Option<Duration> {
+    let wait = backoff(count, sample, class);
+    (transient && later(now, wait) < deadline).then_some(wait)
+}
+
 /// Half of `d` (rounded down), spelled so that no lint has to wonder about division.
 fn half(d: Duration) -> Duration {
     d.checked_div(2).unwrap_or_default()

@@ -45,7 +45,6 @@ use tracing::{debug, error, info, warn};
 use crate::config::{self, Cluster, ConfigError, Env};
 use crate::knox::{KnoxClient, Token};
 use crate::output;
-use crate::scheduler::backoff;
 use crate::secret::Secret;
 use crate::time::human;
 use crate::time::left;
@@ -230,22 +229,7 @@ fn asking_for(cluster: &Cluster, min_valid: Duration) -> Cluster {
 /// One acquisition, retrying transient failures for up to [`RETRY_FOR`].
 async fn acquire(cluster: &Cluster) -> anyhow::Result<Token> {
     let client = KnoxClient::new(&cluster.transport)?;
-    let deadline = Instant::now() + RETRY_FOR;
-    let mut failures = 0;
-    loop {
-        match client.acquire(cluster).await {
-            Ok(token) => return Ok(token),
-            Err(e) => {
-                failures += 1;
-                let wait = backoff(failures, fastrand::f64(), e.class());
-                if !e.is_transient() || Instant::now() + wait >= deadline {
-                    return Err(e.into());
-                }
-                warn!(cluster = %cluster.name, status = e.status(), "attempt {failures} failed: {e}; retrying in {}", human(wait));
-                tokio::time::sleep(wait).await;
-            }
-        }
-    }
+    Ok(super::acquire_until(&client, cluster, Instant::now() + RETRY_FOR, None).await?)
 }
 
 /// Starts `command`, forwards signals to it until it exits, and returns its exit code.

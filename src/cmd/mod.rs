@@ -22,6 +22,9 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use crate::app;
 use crate::cli::{Cli, Command, LogFormat, TokensAction};
 use crate::config::{self, ConfigError};
+use crate::knox::{KnoxClient, KnoxError, Token};
+use crate::scheduler::retry_before;
+use crate::time::human;
 
 /// The whole `token-keeper` program: `main.rs` only calls this.
 pub fn main() -> ExitCode {
@@ -119,4 +122,37 @@ fn init_tracing(level: Option<&str>, format: LogFormat) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// One acquisition for a one-shot verb (`once`, `exec`): transient failures are retried with
+/// backoff while the retry would start before `deadline` (`scheduler::retry_before`), and
+/// each retry is logged. `permits`, if given, is held for each request, not while waiting.
+async fn acquire_until(
+    client: &KnoxClient,
+    cluster: &crate::config::Cluster,
+    deadline: std::time::Instant,
+    permits: Option<&tokio::sync::Semaphore>,
+) -> Result<Token, KnoxError> {
+    let mut failures = 0;
+    loop {
+        let result = match permits {
+            Some(p) => {
+                let _permit = p.acquire().await;
+                client.acquire(cluster).await
+            }
+            None => client.acquire(cluster).await,
+        };
+        let e = match result {
+            Ok(token) => return Ok(token),
+            Err(e) => e,
+        };
+        failures += 1;
+        let now = std::time::Instant::now();
+        let Some(wait) = retry_before(failures, fastrand::f64(), e.class(), e.is_transient(), now, deadline)
+        else {
+            return Err(e);
+        };
+        tracing::warn!(cluster = %cluster.name, status = e.status(), "attempt {failures} failed: {e}; retrying in {}", human(wait));
+        tokio::time::sleep(wait).await;
+    }
 }

@@ -14,7 +14,6 @@ use crate::config::Cluster;
 use crate::keeper;
 use crate::knox::{Clients, KnoxClient};
 use crate::output::{self, Freshness};
-use crate::scheduler::backoff;
 use crate::time::human;
 
 /// `token-keeper once`: keeps each still-fresh published token, acquires the rest, and
@@ -68,37 +67,18 @@ async fn once_cluster(
         }
     }
     let generation = existing.map_or(0, |p| p.generation).saturating_add(1);
-    let mut failures = 0;
-    loop {
-        let result = {
-            let Ok(_permit) = permits.acquire().await else { return false };
-            client.acquire(&cluster).await
-        };
-        match result {
-            Ok(token) => {
-                if keeper::publish(&cluster, &token, generation).await.is_err() {
-                    return false;
-                }
-                let left = token.lifetime(cluster.lifecycle.consumers_validate);
-                info!(cluster = name, token_id = %token.id(), fingerprint = %token.jwt.fingerprint(), generation, left = %left.map_or_else(|| "never expires".into(), human), "token published");
-                return left.is_none_or(|l| l >= min);
-            }
-            Err(e) => {
-                failures += 1;
-                let wait = backoff(failures, fastrand::f64(), e.class());
-                if e.is_transient() && crate::scheduler::later(Instant::now(), wait) < deadline {
-                    warn!(
-                        cluster = name,
-                        status = e.status(),
-                        "attempt {failures} failed: {e}; retrying in {}",
-                        human(wait)
-                    );
-                    tokio::time::sleep(wait).await;
-                    continue;
-                }
-                error!(cluster = name, status = e.status(), "giving up: {e}");
+    match super::acquire_until(&client, &cluster, deadline, Some(&permits)).await {
+        Ok(token) => {
+            if keeper::publish(&cluster, &token, generation).await.is_err() {
                 return false;
             }
+            let left = token.lifetime(cluster.lifecycle.consumers_validate);
+            info!(cluster = name, token_id = %token.id(), fingerprint = %token.jwt.fingerprint(), generation, left = %left.map_or_else(|| "never expires".into(), human), "token published");
+            left.is_none_or(|l| l >= min)
+        }
+        Err(e) => {
+            error!(cluster = name, status = e.status(), "giving up: {e}");
+            false
         }
     }
 }

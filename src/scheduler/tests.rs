@@ -193,6 +193,30 @@ fn a_suspend_moves_the_token_closer_to_expiry() {
 }
 
 #[test]
+fn one_shot_retries_stop_at_the_deadline_or_a_lasting_failure() {
+    let now = Instant::now();
+    let s = Duration::from_secs;
+    // (count, transient, deadline from now, expected wait); sample 0.999 makes the backoff
+    // its cap for `count` (1 s, 2 s, 4 s, ... for transient failures).
+    let rows: &[(u32, bool, Duration, Option<Duration>)] = &[
+        (1, true, s(30), Some(backoff(1, 0.999, ErrorClass::Transient))),
+        (3, true, s(30), Some(backoff(3, 0.999, ErrorClass::Transient))),
+        (1, false, s(30), None),
+        (5, true, s(0), None),
+        (20, true, s(30), None),
+        (20, true, s(3600), Some(backoff(20, 0.999, ErrorClass::Transient))),
+    ];
+    for &(count, transient, until, want) in rows {
+        let got = retry_before(count, 0.999, ErrorClass::Transient, transient, now, now + until);
+        assert_eq!(got, want, "count {count}, transient {transient}, deadline +{until:?}");
+    }
+    // A retry that would start exactly at the deadline does not happen.
+    let wait = backoff(2, 0.5, ErrorClass::Transient);
+    assert_eq!(retry_before(2, 0.5, ErrorClass::Transient, true, now, now + wait), None);
+    assert_eq!(retry_before(2, 0.5, ErrorClass::Transient, true, now, now + wait + s(1)), Some(wait));
+}
+
+#[test]
 fn backoff_doubles_and_caps() {
     assert_eq!(backoff(1, 1.0, ErrorClass::Transient), S);
     assert_eq!(backoff(2, 1.0, ErrorClass::Transient), S * 2);
