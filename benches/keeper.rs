@@ -467,7 +467,7 @@ fn rotations(bin: &Path, root: &Path, sim: &SimServer, secrets: &Secrets, report
             .collect();
         let gaps: Vec<Duration> = mine.windows(2).map(|w| w[1].0 - w[0].0).collect();
         let lifetimes: Vec<Duration> = mine.iter().map(|m| m.1).collect();
-        // The policy's window for each gap, as the README states it (`Held::refresh_at`):
+        // The policy's window for each gap, as docs/reference.md states it (`Held::refresh_at`):
         // the earlier of `refresh_fraction` of the lifetime and `margin` before expiry, less
         // up to `jitter` of the lifetime. (Its floor, a token is kept at least min(1 s, half
         // its life), is below every window here.) The keeper measures the lifetime from

@@ -3,7 +3,7 @@
 //! `check-config`, start-up and reload all validate through [`Config::from_toml`], so a value
 //! outside these ranges is refused before the daemon runs with it. The bounds are far beyond
 //! any sensible setting and far below what would overflow the scheduler's arithmetic or
-//! tokio's semaphore; README.md's configuration tables and `config/example.toml` quote them.
+//! tokio's semaphore; docs/reference.md's configuration tables and `config/example.toml` quote them.
 //!
 //! [`Config::from_toml`]: super::Config::from_toml
 

@@ -34,12 +34,13 @@ fn only_the_sink_writes_files_in_src() {
     }
 }
 
-/// Every key the config parser accepts appears in the example config and the README.
+/// Every key the config parser accepts appears in the example config and the configuration
+/// reference (docs/reference.md, where README.md's manual moved).
 #[test]
 fn every_config_key_is_documented() {
     let src = std::fs::read_to_string(root().join("src/config.rs")).unwrap();
     let example = std::fs::read_to_string(root().join("config/example.toml")).unwrap();
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let reference = std::fs::read_to_string(root().join("docs/reference.md")).unwrap();
     let mut keys = Vec::new();
     let mut in_raw = false;
     for line in src.lines() {
@@ -62,7 +63,7 @@ fn every_config_key_is_documented() {
     assert!(keys.len() >= 15, "parsed keys: {keys:?}");
     for key in keys {
         assert!(example.contains(key), "config/example.toml does not mention `{key}`");
-        assert!(readme.contains(&format!("`{key}`")), "README.md does not document `{key}`");
+        assert!(reference.contains(&format!("`{key}`")), "docs/reference.md does not document `{key}`");
     }
 }
 
@@ -121,7 +122,7 @@ fn readme_opens_with_the_two_commands_and_ci_runs_the_tests() {
 /// `packaging/deb` rewrites each unit's ExecStart= to /usr/bin/token-keeper and declares what
 /// the units run (the real-systemd test, `packaging/systemd-test`, checks the same on a booted
 /// system, but CI runs it only when the package is built): keep the units, the script and
-/// the README's install command in step.
+/// the install command (README.md and docs/edge-host.md) in step.
 #[test]
 fn debian_package_matches_the_units() {
     let deb = std::fs::read_to_string(root().join("packaging/deb")).unwrap();
@@ -155,9 +156,11 @@ fn debian_package_matches_the_units() {
             );
         }
     }
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    assert!(
-        readme.contains("sudo apt install ./target/debian/token-keeper_*.deb"),
-        "README: the install command"
-    );
+    for doc in ["README.md", "docs/edge-host.md"] {
+        let text = std::fs::read_to_string(root().join(doc)).unwrap();
+        assert!(
+            text.contains("sudo apt install ./target/debian/token-keeper_*.deb"),
+            "{doc}: the install command"
+        );
+    }
 }
