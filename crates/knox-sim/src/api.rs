@@ -54,11 +54,7 @@ pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Respo
             let max_lifetime = max_lifetime_deadline(&state.opts, now);
             let mut token =
                 StoredToken::new(token_id.clone(), user.to_owned(), now, expires_in, max_lifetime);
-            // TokenResource: a blank comment is stored as null; `md_<name>` parameters become
-            // custom metadata (§2.1).
-            token.comment = req.param("comment").filter(|c| !c.trim().is_empty());
-            let custom = req.params().into_iter();
-            token.custom = custom.filter_map(|(n, v)| Some((n.strip_prefix("md_")?.to_owned(), v))).collect();
+            store_labels(&mut token, req, state.opts.version);
             state.store.add(token);
         }
         (expires_in, state.opts.clone())
@@ -93,11 +89,12 @@ pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Respo
     // §2.2 history: 1.6.0 added `token_id`, `managed` and `passcode`. The 2.1 profile models the
     // in-memory DefaultTokenStateService, which is not persistent, hence no `passcode`; the 2.0
     // profile models its default AliasBased service, which is.
-    if opts.version >= KnoxVersion::V2_0 {
+    if opts.version >= KnoxVersion::V1_6 {
         body["token_id"] = Value::from(token_id.as_str());
         body["managed"] = Value::from(opts.managed.to_string());
     }
-    if opts.version == KnoxVersion::V2_0 && opts.managed {
+    // 1.6 sent `passcode` even for unmanaged tokens; KNOX-2734 (2.0.0) made it conditional.
+    if opts.version == KnoxVersion::V1_6 || opts.version == KnoxVersion::V2_0 && opts.managed {
         body["passcode"] = Value::from(passcode(&token_id));
     }
     if let Some(target_url) = &opts.target_url {
@@ -106,6 +103,20 @@ pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Respo
     shared.state().issued.push(Issued { jwt: access_token, token_id, user: user.to_owned(), expires_in });
     shared.issued_changed.notify_waiters();
     reply(StatusCode::OK, Some(JSON), body.to_string())
+}
+
+/// The metadata an acquisition gives a managed token (docs/knox.md §2.1, §4.3): the `comment`
+/// (a blank one is stored as null) from 1.6.0 on (KNOX-2624), and `md_<name>` parameters as
+/// custom metadata from 2.0.0 on (KNOX-2712). Older releases ignore both, as they ignore every
+/// parameter they do not know.
+fn store_labels(token: &mut StoredToken, req: &Req<'_>, version: KnoxVersion) {
+    if version >= KnoxVersion::V1_6 {
+        token.comment = req.param("comment").filter(|c| !c.trim().is_empty());
+    }
+    if version >= KnoxVersion::V2_0 {
+        let custom = req.params().into_iter();
+        token.custom = custom.filter_map(|(n, v)| Some((n.strip_prefix("md_")?.to_owned(), v))).collect();
+    }
 }
 
 /// The per-user limit (docs/knox.md §2.4, §6; `TokenResource.getAuthenticationToken`): the user's
@@ -415,8 +426,10 @@ pub(super) fn user_tokens(state: &mut State, req: &Req<'_>) -> Response<Body> {
         (false, None, None, None) => true,
     };
     // `md_<name>=<value>` filters, OR across names; `*` only asks for the name to be present.
+    // They came with custom metadata in 2.0.0 (KNOX-2712, KNOX-2805): 1.6 ignores them.
     let mut filters: Vec<(&str, Vec<&str>)> = Vec::new();
-    for (name, value) in &params {
+    let filtering = state.opts.version >= KnoxVersion::V2_0;
+    for (name, value) in params.iter().filter(|_| filtering) {
         if let Some(name) = name.strip_prefix("md_") {
             match filters.iter_mut().find(|(n, _)| *n == name) {
                 Some((_, values)) => values.push(value),
@@ -433,16 +446,19 @@ pub(super) fn user_tokens(state: &mut State, req: &Req<'_>) -> Response<Body> {
             })
     };
     let tokens = state.store.sorted();
+    let version = state.opts.version;
     let rendered: Vec<String> =
-        tokens.into_iter().filter(|t| select(t) && matches(t)).map(knox_token_json).collect();
+        tokens.into_iter().filter(|t| select(t) && matches(t)).map(|t| knox_token_json(t, version)).collect();
     reply(StatusCode::OK, Some(JSON), format!("{{\"tokens\":[{}]}}", rendered.join(",")))
 }
 
 /// One `KnoxToken` as Jackson renders it: bean properties in field order, then the getter-only
 /// `*Long` ones (§4.3). The metadata fields beyond `userName`, `comment`, `enabled`,
 /// `createdBy` and `customMetadataMap` follow the reference's field list; their values are the
-/// sim's best guess for a never-used KNOXTOKEN token.
-fn knox_token_json(token: &StoredToken) -> String {
+/// sim's best guess for a never-used KNOXTOKEN token. Knox 1.6's metadata had only `userName`,
+/// `comment` and `enabled` (KNOX-2624's example; `createdBy` and `customMetadataMap` came with
+/// 2.0.0).
+fn knox_token_json(token: &StoredToken, version: KnoxVersion) -> String {
     let text = |s: &str| Value::from(s).to_string();
     let expiration = if token.expiry_ms < 0 { "Never".to_owned() } else { knox_date(token.expiry_ms) };
     let (max_lifetime, max_lifetime_long) = match token.max_lifetime_ms {
@@ -450,14 +466,23 @@ fn knox_token_json(token: &StoredToken) -> String {
         None => ("Unbounded".to_owned(), -1),
     };
     let custom: Vec<String> = token.custom.iter().map(|(n, v)| format!("{}:{}", text(n), text(v))).collect();
-    let metadata = format!(
+    let metadata = if version < KnoxVersion::V2_0 {
+        format!(
+            "{{\"userName\":{},\"comment\":{},\"enabled\":{}}}",
+            text(&token.user),
+            Value::from(token.comment.as_deref()),
+            token.enabled
+        )
+    } else {
+        format!(
         "{{\"userName\":{},\"comment\":{},\"enabled\":{},\"createdBy\":null,\"customMetadataMap\":{{{}}},\
          \"lastUsedAt\":null,\"type\":\"JWT\",\"thirdPartyApp\":false}}",
         text(&token.user),
         Value::from(token.comment.as_deref()),
         token.enabled,
         custom.join(","),
-    );
+    )
+    };
     format!(
         "{{\"tokenId\":{},\"issueTime\":{},\"expiration\":{},\"maxLifetime\":{},\"metadata\":{metadata},\
          \"issueTimeLong\":{},\"expirationLong\":{},\"maxLifetimeLong\":{max_lifetime_long}}}",

@@ -58,7 +58,7 @@ pub struct Cli {
     /// gateway.knox.token.eviction.grace.period: expired tokens count this long.
     #[arg(long, default_value = "24h", value_parser = parse_duration)]
     pub eviction_grace: Duration,
-    /// The Knox release to answer as: 1.5 (1.4-1.5), 2.0 (1.6-2.0) or 2.1 (2.1+).
+    /// The Knox release to answer as: 1.5 (1.4-1.5), 1.6, 2.0 or 2.1 (2.1+).
     #[arg(long, default_value = "2.1")]
     pub knox_version: KnoxVersion,
     /// Serve HTTPS with this PEM certificate chain (needs --tls-key).

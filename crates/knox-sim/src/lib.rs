@@ -155,9 +155,15 @@ pub enum KnoxVersion {
     /// whitelisted callers and only by full JWT; acquisition without `token_id`, `managed` and
     /// `passcode`; error bodies without `code`; no enable/disable or `getUserTokens`.
     V1_5,
-    /// Knox 1.6.0-2.0.0: no v2 API; v1 renew by `PUT`, revoke by `DELETE` (JWT or token id,
+    /// Knox 1.6.x: as [`KnoxVersion::V2_0`], except that token metadata has no custom part
+    /// (KNOX-2712 came with 2.0.0): `md_<name>` parameters are ignored at acquisition and as
+    /// `getUserTokens` filters, only the `comment` is kept, and `passcode` is sent with every
+    /// token, managed or not (docs/knox.md §2.2).
+    V1_6,
+    /// Knox 2.0.0: no v2 API; v1 renew by `PUT`, revoke by `DELETE` (JWT or token id,
     /// owners may revoke); error codes; `passcode` with the AliasBased token state service;
-    /// expired but not yet evicted tokens can still be renewed.
+    /// expired but not yet evicted tokens can still be renewed; `comment` and `md_<name>`
+    /// metadata (§2.1, §4.3).
     V2_0,
     /// Knox ≥2.1.0: v2 renew `PUT` and revoke `DELETE`, deprecated v1 `POST`; expired and
     /// never-expiring tokens are not renewed (code 90); unbounded max lifetime.
@@ -168,15 +174,16 @@ pub enum KnoxVersion {
 impl std::str::FromStr for KnoxVersion {
     type Err = String;
 
-    /// Accepts a release ("1.4.0", "2.0", "2.1.0") or a profile name ("1.4-1.5", "1.6-2.0",
-    /// "2.1+"), for the `sim` command line.
+    /// Accepts a release ("1.4.0", "1.6.1", "2.0", "2.1.0") or a profile name ("1.4-1.5",
+    /// "1.6-2.0" (its newest release, 2.0), "2.1+"), for the `sim` command line.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let release = s.trim().trim_start_matches(['v', 'V']).trim_end_matches('+');
         let release = release.rsplit_once('-').map_or(release, |(_, newest)| newest);
         let mut parts = release.split('.').map(str::parse::<u32>);
         match (parts.next(), parts.next()) {
             (Some(Ok(1)), Some(Ok(4 | 5))) => Ok(KnoxVersion::V1_5),
-            (Some(Ok(1)), Some(Ok(6..))) | (Some(Ok(2)), Some(Ok(0))) => Ok(KnoxVersion::V2_0),
+            (Some(Ok(1)), Some(Ok(6))) => Ok(KnoxVersion::V1_6),
+            (Some(Ok(1)), Some(Ok(7..))) | (Some(Ok(2)), Some(Ok(0))) => Ok(KnoxVersion::V2_0),
             (Some(Ok(2)), Some(Ok(1..))) | (Some(Ok(3..)), _) => Ok(KnoxVersion::V2_1),
             _ => Err(format!("unknown Knox version {s:?}: expected e.g. 1.5, 2.0 or 2.1")),
         }
@@ -552,6 +559,19 @@ impl Sim {
         }
         state.sweep();
         state.store.get(token_id).map(|t| t.expiry_ms)
+    }
+
+    /// The metadata Knox stored with a token it still knows: its `comment` and its custom
+    /// `md_<name>` pairs in request order (docs/knox.md §2.1), as the release line keeps them
+    /// (none before 1.6, no custom pairs in 1.6). `None` for a token that is unknown, revoked or
+    /// evicted, or was issued while unmanaged.
+    pub fn stored_metadata(&self, token_id: &str) -> Option<(Option<String>, Vec<(String, String)>)> {
+        let mut state = self.shared.state();
+        if !state.opts.managed {
+            return None;
+        }
+        state.sweep();
+        state.store.get(token_id).map(|t| (t.comment.clone(), t.custom.clone()))
     }
 
     /// Every request seen so far, oldest first.

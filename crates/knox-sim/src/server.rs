@@ -353,14 +353,14 @@ enum Resource {
 /// disable and `getUserTokens` arrive with the error codes 50-70 in 1.6.0 (§5), the batch
 /// endpoints with 2.1.0, and `getTssStatus` and the JWKS path exist in every profile.
 fn resource(knox: KnoxVersion, api: ApiVersion, tail: &str) -> Option<(Resource, &'static [&'static str])> {
-    use KnoxVersion::{V2_0, V2_1};
+    use KnoxVersion::{V1_6, V2_1};
     // v2 (TokenResourceV2) exists since 2.1.0 only.
     if api == ApiVersion::V2 && knox < V2_1 {
         return None;
     }
     // KNOX-2661 (1.6.0) moved v1 renew/revoke to PUT/DELETE; KNOX-2985 (2.1.0) moved them back
     // to POST on v1 and put PUT/DELETE on v2.
-    let modern = knox == V2_0 || api == ApiVersion::V2;
+    let modern = (V1_6..V2_1).contains(&knox) || api == ApiVersion::V2;
     let (renew, revoke): (&[&str], &[&str]) =
         if modern { (&["PUT"], &["DELETE"]) } else { (&["POST"], &["POST"]) };
     Some(match tail {
@@ -368,9 +368,9 @@ fn resource(knox: KnoxVersion, api: ApiVersion, tail: &str) -> Option<(Resource,
         "token/getTssStatus" => (Resource::TssStatus, &["GET"]),
         "token/renew" => (Resource::Renew, renew),
         "token/revoke" => (Resource::Revoke, revoke),
-        "token/enable" if knox >= V2_0 => (Resource::SetEnabled(true), &["PUT"]),
-        "token/disable" if knox >= V2_0 => (Resource::SetEnabled(false), &["PUT"]),
-        "token/getUserTokens" if knox >= V2_0 => (Resource::UserTokens, &["GET"]),
+        "token/enable" if knox >= V1_6 => (Resource::SetEnabled(true), &["PUT"]),
+        "token/disable" if knox >= V1_6 => (Resource::SetEnabled(false), &["PUT"]),
+        "token/getUserTokens" if knox >= V1_6 => (Resource::UserTokens, &["GET"]),
         "token/revokeTokens" if knox >= V2_1 => (Resource::RevokeTokens, &["DELETE"]),
         "token/enableTokens" if knox >= V2_1 => (Resource::SetEnabledBatch(true), &["PUT"]),
         "token/disableTokens" if knox >= V2_1 => (Resource::SetEnabledBatch(false), &["PUT"]),

@@ -1532,12 +1532,13 @@ fn knox_dates_and_id_display_match_java() {
 
 #[test]
 fn versions_and_limit_actions_parse_from_the_command_line() {
-    use KnoxVersion::{V1_5, V2_0, V2_1};
+    use KnoxVersion::{V1_5, V1_6, V2_0, V2_1};
     for (text, expected) in [
         ("1.4.0", Ok(V1_5)),
         ("1.5", Ok(V1_5)),
         ("1.4-1.5", Ok(V1_5)),
-        ("1.6.1", Ok(V2_0)),
+        // 1.6 has a profile of its own since the labels work (no custom metadata before 2.0).
+        ("1.6.1", Ok(V1_6)),
         ("1.6-2.0", Ok(V2_0)),
         ("v2.0.0", Ok(V2_0)),
         ("2.1", Ok(V2_1)),
@@ -1739,4 +1740,73 @@ fn sim_command_line_takes_a_state_file() {
     };
     assert_eq!(parse(&["--state-file", "knox.json"]), Some(PathBuf::from("knox.json")));
     assert_eq!(parse(&[]), None);
+}
+
+/// What each release line keeps of the `comment` and `md_<name>` parameters token-keeper sends
+/// (docs/knox.md §2.1, §4.3): nothing before 1.6, only the comment in 1.6, both from 2.0, where
+/// `getUserTokens` also filters on them. Every release answers the acquisition with a token.
+#[tokio::test]
+async fn each_release_keeps_the_labels_it_knows() {
+    use KnoxVersion::{V1_5, V1_6, V2_0, V2_1};
+    let comment = "token-keeper 0123abcd on edge-1 for vc";
+    let labels = "comment=token-keeper%200123abcd%20on%20edge-1%20for%20vc\
+                  &md_tk_install=0123abcd&md_tk_host=edge-1&md_tk_cluster=vc";
+    let md = |pairs: &[(&str, &str)]| pairs.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+    let ours_md: Vec<(String, String)> =
+        md(&[("tk_install", "0123abcd"), ("tk_host", "edge-1"), ("tk_cluster", "vc")]);
+    for version in [V1_5, V1_6, V2_0, V2_1] {
+        let sim = start_managed(|o| o.version = version).await;
+        let ours = acquire_as(&sim, "alice", labels).await;
+        assert_eq!(ours.status, 200, "{version:?}: {}", ours.body);
+        let theirs = acquire_as(&sim, "alice", "md_tk_install=fedc9876&comment=someone%20else").await;
+        assert_eq!(theirs.status, 200, "{version:?}: {}", theirs.body);
+        let issued = sim.issued();
+        let (ours_id, theirs_id) = (&issued[0].token_id, &issued[1].token_id);
+        let stored = sim.stored_metadata(ours_id);
+        let (want_comment, want_md) = match version {
+            V1_5 => (None, vec![]),
+            V1_6 => (Some(comment.to_owned()), vec![]),
+            V2_0 | V2_1 => (Some(comment.to_owned()), ours_md.clone()),
+        };
+        assert_eq!(stored, Some((want_comment.clone(), want_md.clone())), "{version:?}");
+        if version == V1_5 {
+            // No getUserTokens before 1.6.
+            let reply = call(&sim, "GET", ApiVersion::V1, "getUserTokens?userName=alice", "alice", "").await;
+            assert_eq!(reply.status, 404, "{version:?}");
+            continue;
+        }
+        let list = |query: String| {
+            let sim = &sim;
+            async move {
+                let reply =
+                    call(sim, "GET", ApiVersion::V1, &format!("getUserTokens?{query}"), "alice", "").await;
+                assert_eq!(reply.status, 200, "{version:?} {query}: {}", reply.body);
+                reply.json()
+            }
+        };
+        let all = list("userName=alice".into()).await;
+        let metadata = &all["tokens"][0]["metadata"];
+        assert_eq!(metadata["comment"], Value::from(want_comment), "{version:?}: {all}");
+        if version == V1_6 {
+            assert!(metadata.get("customMetadataMap").is_none(), "1.6 has no custom metadata: {all}");
+        } else {
+            let map: Map<String, Value> = want_md.into_iter().map(|(n, v)| (n, Value::from(v))).collect();
+            assert_eq!(metadata["customMetadataMap"], Value::Object(map), "{version:?}: {all}");
+        }
+        let ids = |v: &Value| -> Vec<String> {
+            let tokens = v["tokens"].as_array().cloned().unwrap_or_default();
+            tokens.iter().map(|t| t["tokenId"].as_str().unwrap_or_default().to_owned()).collect()
+        };
+        // The md_ filter: OR across names, `*` for "has the name"; 1.6 ignores it.
+        let both = vec![ours_id.clone(), theirs_id.clone()];
+        let (mine, with_host) = if version == V1_6 {
+            (both.clone(), both.clone())
+        } else {
+            (vec![ours_id.clone()], vec![ours_id.clone()])
+        };
+        assert_eq!(ids(&list("userName=alice&md_tk_install=0123abcd".into()).await), mine, "{version:?}");
+        assert_eq!(ids(&list("userName=alice&md_tk_host=*".into()).await), with_host, "{version:?}");
+        let either = "userName=alice&md_tk_install=fedc9876&md_tk_host=edge-1";
+        assert_eq!(ids(&list(either.into()).await), both, "{version:?}");
+    }
 }
