@@ -22,8 +22,10 @@
 //! cluster list, each cluster and its outputs, `[server]`), `auth`, `on_change` (those
 //! tables), `values` (single values and TOML errors), `paths` (paths and the secret-file
 //! rule), `limits` (the ranges), `file` (reading the file), `display` (the resolved config as
-//! TOML for `check-config`).
+//! TOML for `check-config`), `installation` (the installation id and host name that label
+//! every token).
 
+use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -31,6 +33,7 @@ use serde::Deserialize;
 mod auth;
 mod display;
 mod file;
+mod installation;
 mod knobs;
 pub mod limits;
 mod on_change;
@@ -42,6 +45,7 @@ mod types;
 mod values;
 
 pub use file::read_regular_file;
+pub use installation::{host_label, Identity, Machine, MACHINE_ID_FILES};
 pub use paths::resolve_path;
 pub use types::{
     Auth, Cluster, Config, Env, Format, Lifecycle, OnChange, Output, Server, Transport, Validation,
@@ -90,20 +94,29 @@ pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
     let bytes = read_regular_file(path, limits::MAX_CONFIG_BYTES).map_err(cannot)?;
     let text = String::from_utf8(bytes)
         .map_err(|e| ConfigError::new(&origin, format!("cannot read config: it is not UTF-8 text ({e})")))?;
-    let mut config = Config::from_toml(&text, &origin, env)?;
+    // The derived installation id hashes the absolute path as given, symlinks unresolved: a
+    // ConfigMap's `..data` swap moves the target, never the path (`installation`).
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut config = Config::parse(&text, &origin, absolute.as_os_str().as_bytes(), env)?;
     config.source = Some(path.to_owned());
     Ok(config)
 }
 
 impl Config {
-    /// Parses and validates TOML text; `origin` names it in errors.
+    /// Parses and validates TOML text; `origin` names it in errors, and stands in for the
+    /// config file's path when `installation_id` is derived.
     pub fn from_toml(text: &str, origin: &str, env: &Env) -> Result<Config, ConfigError> {
+        Config::parse(text, origin, origin.as_bytes(), env)
+    }
+
+    /// [`Config::from_toml`] for the file at `path` (absolute, as bytes).
+    fn parse(text: &str, origin: &str, path: &[u8], env: &Env) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| values::toml_error(origin, text, &e))?;
-        Config::from_raw(raw, origin, env)
+        Config::from_raw(raw, origin, path, env)
     }
 
     /// Cross-field validation and conversion to typed values.
-    fn from_raw(raw: RawConfig, origin: &str, env: &Env) -> Result<Config, ConfigError> {
+    fn from_raw(raw: RawConfig, origin: &str, path: &[u8], env: &Env) -> Result<Config, ConfigError> {
         let fail = |msg: String| ConfigError::new(origin, msg);
         let max_concurrent_requests = raw.max_concurrent_requests.unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS);
         if !(1..=limits::MAX_CONCURRENT_REQUESTS).contains(&max_concurrent_requests) {
@@ -115,12 +128,24 @@ impl Config {
         if raw.clusters.is_empty() {
             return Err(fail("no [[cluster]] is configured".into()));
         }
+        let installation_id = match &raw.installation_id {
+            Some(id) => installation::check_id(id).map_err(fail)?,
+            None => installation::derive_id(&env.machine, path),
+        };
+        let identity = Identity { installation_id, host: env.machine.host.clone() };
         let defaults = raw.defaults.resolve("[defaults]", &Knobs::builtin(), env).map_err(fail)?;
-        let clusters = resolve_clusters(raw.clusters, &defaults, env).map_err(fail)?;
+        let clusters = resolve_clusters(raw.clusters, &defaults, &identity, env).map_err(fail)?;
         let server = raw.server.map(|rs| rs.resolve(env)).transpose().map_err(fail)?.unwrap_or_default();
         // The default cluster also owns ~/.cde/token; with several clusters and none marked,
         // nobody does, which is fine: scripts then name their cluster's file.
-        Ok(Config { source: None, max_concurrent_requests, clusters, server })
+        Ok(Config {
+            source: None,
+            max_concurrent_requests,
+            clusters,
+            server,
+            identity,
+            installation_id_derived: raw.installation_id.is_none(),
+        })
     }
 }
 
@@ -136,6 +161,7 @@ impl Config {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     max_concurrent_requests: Option<usize>,
+    installation_id: Option<String>,
     server: Option<RawServer>,
     #[serde(default)]
     defaults: RawKnobs,
@@ -180,6 +206,7 @@ struct RawKnobs {
     min_valid: Option<String>,
     remove_expired: Option<bool>,
     on_change: Option<RawOnChange>,
+    labels: Option<bool>,
 }
 
 /// The per-cluster keys repeat `RawKnobs`'s on purpose: serde's `flatten` would share them,
@@ -204,6 +231,7 @@ struct RawCluster {
     min_valid: Option<String>,
     remove_expired: Option<bool>,
     on_change: Option<RawOnChange>,
+    labels: Option<bool>,
     auth: RawAuth,
     #[serde(default)]
     output: Vec<RawOutput>,

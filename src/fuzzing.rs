@@ -30,6 +30,7 @@ pub fn config(data: &[u8]) {
     let env = Env {
         home: Some(PathBuf::from("/home/fuzz")),
         credentials_dir: Some(PathBuf::from("/run/credentials/fuzz")),
+        ..Env::default()
     };
     let Ok(config) = Config::from_toml(text, "fuzz.toml", &env) else { return };
     for c in &config.clusters {

@@ -19,6 +19,12 @@ impl fmt::Display for Config {
             let _ = writeln!(s, "# resolved from {}", src.display());
         }
         let _ = writeln!(s, "max_concurrent_requests = {}", self.max_concurrent_requests);
+        let derived = if self.installation_id_derived {
+            "  # derived from the machine id, the uid and the config path"
+        } else {
+            ""
+        };
+        let _ = writeln!(s, "installation_id = {:?}{derived}", self.identity.installation_id);
         if self.server != Server::default() {
             let _ = writeln!(s, "\n[server]");
             if let Some(l) = self.server.listen {
@@ -60,6 +66,7 @@ fn write_cluster(s: &mut String, c: &Cluster) {
         let _ = writeln!(s, "min_valid = {}", duration(v));
     }
     let _ = writeln!(s, "remove_expired = {}", l.remove_expired);
+    let _ = writeln!(s, "labels = {}", c.labels.is_some());
     write_auth(s, &c.auth);
     if let Some(oc) = &c.on_change {
         write_on_change(s, oc);

@@ -1,4 +1,5 @@
-//! The per-cluster knobs (refresh policy, lifespan, transport, lifecycle, `on_change`): a
+//! The per-cluster knobs (refresh policy, lifespan, transport, lifecycle, `on_change`,
+//! `labels`): a
 //! cluster's own keys over `[defaults]` over the built-in values, each checked against its
 //! range in [`limits`].
 
@@ -22,6 +23,8 @@ pub(super) struct Knobs {
     pub(super) transport: Transport,
     pub(super) lifecycle: Lifecycle,
     pub(super) on_change: Option<OnChange>,
+    /// `labels`: send this installation's labels with each acquisition.
+    pub(super) labels: bool,
 }
 
 impl Knobs {
@@ -38,6 +41,7 @@ impl Knobs {
             },
             lifecycle: Lifecycle::default(),
             on_change: None,
+            labels: true,
         }
     }
 }
@@ -62,6 +66,9 @@ impl RawKnobs {
         self.resolve_lifecycle(ctx, &mut k.lifecycle)?;
         if let Some(v) = &self.on_change {
             k.on_change = Some(v.resolve(&format!("{ctx}: on_change"), env)?);
+        }
+        if let Some(v) = self.labels {
+            k.labels = v;
         }
         Ok(k)
     }

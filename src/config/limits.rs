@@ -48,6 +48,14 @@ pub const MAX_CREDENTIAL_NAME: usize = 64;
 /// value is more likely the cookie itself, pasted into the wrong key.
 pub const MAX_COOKIE_NAME: usize = 64;
 
+/// `installation_id`: at most this many characters of `[A-Za-z0-9._-]`. It is sent to Knox
+/// with every token (docs/knox.md §2.1) and shown in its token list, so it stays short.
+pub const MAX_INSTALLATION_ID: usize = 64;
+
+/// The host name sent with every token is cut to this many characters (it is not a config
+/// key: the kernel's name is reduced to `[A-Za-z0-9._-]`, `config::installation`).
+pub const MAX_HOST_LABEL: usize = 64;
+
 /// The allowed range of a duration key: whether zero is allowed, and the maximum.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Span {

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use super::installation::Identity;
 use super::knobs::Knobs;
 use super::paths::expand_path;
 use super::values::{parse_mode, parse_url, validate_env_var, validate_name};
@@ -16,6 +17,7 @@ use super::{
 pub(super) fn resolve_clusters(
     raw: Vec<RawCluster>,
     defaults: &Knobs,
+    identity: &Identity,
     env: &Env,
 ) -> Result<Vec<Arc<Cluster>>, String> {
     let single = raw.len() == 1;
@@ -35,7 +37,7 @@ pub(super) fn resolve_clusters(
                 return Err(format!("{ctx}: default: cluster {other:?} is already the default"));
             }
         }
-        let cluster = rc.resolve(&ctx, defaults, env, is_default || single)?;
+        let cluster = rc.resolve(&ctx, defaults, identity, env, is_default || single)?;
         for out in &cluster.outputs {
             if !paths.insert(out.path.clone()) {
                 return Err(format!("{ctx}: output {}: path is published twice", out.path.display()));
@@ -66,11 +68,12 @@ impl RawServer {
 }
 
 impl RawCluster {
-    /// This cluster's knobs over `defaults`, its URL, credentials and outputs.
+    /// This cluster's knobs over `defaults`, its URL, credentials, outputs and labels.
     fn resolve(
         self,
         ctx: &str,
         defaults: &Knobs,
+        identity: &Identity,
         env: &Env,
         owns_default_paths: bool,
     ) -> Result<Cluster, String> {
@@ -88,6 +91,7 @@ impl RawCluster {
             min_valid: self.min_valid,
             remove_expired: self.remove_expired,
             on_change: self.on_change,
+            labels: self.labels,
         }
         .resolve(ctx, defaults, env)?;
         let token_url = parse_url(ctx, &self.token_url)?;
@@ -110,6 +114,7 @@ impl RawCluster {
             policy: knobs.policy,
             lifecycle: knobs.lifecycle,
             on_change: knobs.on_change,
+            labels: knobs.labels.then(|| identity.clone()),
         })
     }
 }

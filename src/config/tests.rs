@@ -24,7 +24,11 @@ fn credentials_dir() -> &'static Path {
 }
 
 fn env() -> Env {
-    Env { home: Some(PathBuf::from("/home/alice")), credentials_dir: Some(credentials_dir().to_owned()) }
+    Env {
+        home: Some(PathBuf::from("/home/alice")),
+        credentials_dir: Some(credentials_dir().to_owned()),
+        ..Env::default()
+    }
 }
 
 const MINIMAL: &str = r#"
@@ -245,9 +249,10 @@ fn validation_errors_name_the_input() {
     );
     check_err("", "no [[cluster]] is configured");
     check_err("[[cluster]\n", "test.toml:1:");
-    let no_home = Config::from_toml(MINIMAL, "t.toml", &Env { home: None, credentials_dir: None })
-        .unwrap_err()
-        .to_string();
+    let no_home =
+        Config::from_toml(MINIMAL, "t.toml", &Env { home: None, credentials_dir: None, ..Env::default() })
+            .unwrap_err()
+            .to_string();
     assert!(no_home.contains("$HOME is not set"), "{no_home}");
 }
 
@@ -382,4 +387,78 @@ fn server_on_change_and_credentials() {
         ),
         "either password_file or password_credential",
     );
+}
+
+#[test]
+fn installation_id_is_configured_or_derived_and_labels_are_a_knob() {
+    let machine = Machine { machine_id: Some("0123abcd".into()), host: "edge-1".into(), uid: 1000 };
+    let env = Env { machine: machine.clone(), ..env() };
+    let parse_env =
+        |text: &str, origin: &str| Config::from_toml(text, origin, &env).map_err(|e| e.to_string());
+
+    // Derived: from the machine, the uid and (without a file) the origin, and stable.
+    let c = parse_env(MINIMAL, "/etc/token-keeper/config.toml").unwrap();
+    assert!(c.installation_id_derived);
+    assert_eq!(
+        c.identity.installation_id,
+        installation::derive_id(&machine, b"/etc/token-keeper/config.toml")
+    );
+    assert_eq!(c.identity.host, "edge-1");
+    assert_eq!(c.clusters[0].labels.as_ref(), Some(&c.identity), "labels are on by default");
+    let other = parse_env(MINIMAL, "/home/alice/.config/token-keeper/config.toml").unwrap();
+    assert_ne!(other.identity.installation_id, c.identity.installation_id, "another config, another id");
+    assert!(c
+        .to_string()
+        .contains(&format!("installation_id = {:?}  # derived", c.identity.installation_id)));
+
+    // Configured: used as it is, and printed without the note.
+    let text = format!("installation_id = \"edge-1.system\"\n{MINIMAL}");
+    let c = parse_env(&text, "t.toml").unwrap();
+    assert_eq!((c.identity.installation_id.as_str(), c.installation_id_derived), ("edge-1.system", false));
+    assert!(c.to_string().contains("installation_id = \"edge-1.system\"\n"), "{c}");
+    for (bad, fragment) in [
+        ("\"\"", "installation_id: \"\" must be 1 to 64 characters of [A-Za-z0-9._-]"),
+        ("\"edge 1\"", "installation_id: \"edge 1\" must be"),
+        ("\"a/b\"", "installation_id: \"a/b\" must be"),
+        (&format!("\"{}\"", "x".repeat(65)), "installation_id: (a value of 65 characters) must be"),
+        ("42", "invalid type: integer (value not shown), expected a string"),
+    ] {
+        let err = parse_env(&format!("installation_id = {bad}\n{MINIMAL}"), "t.toml").unwrap_err();
+        assert!(err.contains(fragment), "{bad}: {err}");
+    }
+
+    // `labels`: on by default, off in [defaults], back on per cluster.
+    let two = |defaults: &str, second: &str| {
+        format!(
+            "[defaults]\n{defaults}\n{MINIMAL}\n[[cluster]]\nname = \"b\"\ntoken_url = \
+             \"https://k.example/gateway/t/knoxtoken/api/v1/token\"\n{second}\n[cluster.auth]\n\
+             method = \"bearer\"\ntoken_file = \"/t\"\n"
+        )
+    };
+    let labelled = |c: &Config| c.clusters.iter().map(|c| c.labels.is_some()).collect::<Vec<_>>();
+    assert_eq!(labelled(&parse_env(&two("", ""), "t").unwrap()), [true, true]);
+    assert_eq!(labelled(&parse_env(&two("labels = false", ""), "t").unwrap()), [false, false]);
+    assert_eq!(labelled(&parse_env(&two("labels = false", "labels = true"), "t").unwrap()), [false, true]);
+    let off = parse_env(&two("", "labels = false"), "t").unwrap();
+    assert_eq!(labelled(&off), [true, false]);
+    assert!(off.to_string().contains("labels = false"), "{off}");
+    let err = parse_env(&two("labels = \"no\"", ""), "t").unwrap_err();
+    assert!(err.contains("invalid type: string (value not shown), expected a boolean"), "{err}");
+}
+
+#[test]
+fn a_loaded_config_derives_its_id_from_its_absolute_path() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    let mut f = std::fs::File::options().write(true).create_new(true).open(&path).unwrap();
+    f.write_all(MINIMAL.as_bytes()).unwrap();
+    let machine = Machine { machine_id: Some("0123abcd".into()), host: "edge-1".into(), uid: 1000 };
+    let env = Env { machine: machine.clone(), ..env() };
+    let c = load(&path, &env).unwrap();
+    assert_eq!(c.identity.installation_id, installation::derive_id(&machine, path.as_os_str().as_bytes()));
+    // A `.` in the path changes nothing (`std::path::absolute` drops it; it resolves neither
+    // `..` nor symlinks, so a ConfigMap's `..data` swap does not change the id either).
+    let again = load(&dir.path().join(".").join("config.toml"), &env).unwrap();
+    assert_eq!(again.identity, c.identity, "`.` components are dropped");
 }

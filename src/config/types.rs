@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use url::Url;
 
+use super::installation::{Identity, Machine};
 use super::values::{iso_duration, iso_seconds};
 use super::DEFAULT_ENV_VAR;
 use crate::scheduler::Policy;
@@ -24,6 +25,11 @@ pub struct Config {
     pub clusters: Vec<Arc<Cluster>>,
     /// The `[server]` table: health, readiness and metrics.
     pub server: Server,
+    /// This installation and its host, as every acquisition labels its token (docs/knox.md
+    /// §2.1), whether or not a cluster sends the labels.
+    pub identity: Identity,
+    /// Whether `installation_id` was derived (not set in the file).
+    pub installation_id_derived: bool,
 }
 
 /// `[server]`: opt-in health, readiness and metrics.
@@ -60,6 +66,9 @@ pub struct Cluster {
     pub lifecycle: Lifecycle,
     /// Who to tell after a new token is published.
     pub on_change: Option<OnChange>,
+    /// The labels sent with each acquisition (`comment`, `md_tk_*`, docs/knox.md §2.1):
+    /// this installation, or `None` when the cluster has `labels = false`.
+    pub labels: Option<Identity>,
 }
 
 /// `[cluster.on_change]`: tell consumers once the new files are durable. Failures are logged
@@ -254,20 +263,28 @@ impl Format {
     }
 }
 
-/// What the environment contributes to resolving a config: `~` expansion.
+/// What the environment contributes to resolving a config: `~` expansion, systemd
+/// credentials, and the machine facts the installation id is derived from.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     /// `$HOME`, if set.
     pub home: Option<PathBuf>,
     /// `$CREDENTIALS_DIRECTORY`, set by systemd for `LoadCredential=`.
     pub credentials_dir: Option<PathBuf>,
+    /// The machine id, host name and effective uid (`Machine::default()` in tests: none,
+    /// `unknown`, 0).
+    pub machine: Machine,
 }
 
 impl Env {
     /// The process environment.
     pub fn from_process() -> Env {
         let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-        Env { home: var("HOME"), credentials_dir: var("CREDENTIALS_DIRECTORY") }
+        Env {
+            home: var("HOME"),
+            credentials_dir: var("CREDENTIALS_DIRECTORY"),
+            machine: Machine::from_process(),
+        }
     }
 }
 

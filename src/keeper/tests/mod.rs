@@ -62,7 +62,7 @@ user = "alice"
 password_file = "/run/credentials/vc"
 "#
     );
-    let env = Env { home: Some("/home/alice".into()), credentials_dir: None };
+    let env = Env { home: Some("/home/alice".into()), credentials_dir: None, ..Env::default() };
     let config = Config::from_toml(&text, "test.toml", &env).unwrap_or_else(|e| panic!("{e}\n{text}"));
     (*config.clusters[0]).clone()
 }
