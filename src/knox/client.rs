@@ -20,6 +20,7 @@ use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
 use super::error::snippet;
+use super::labels::{self, Purpose};
 use super::{is_token_id, wire, Expiry, Jwt, KnoxError, Token};
 use crate::config::{Auth, Cluster, Transport, Validation};
 use crate::secret::Secret;
@@ -97,12 +98,21 @@ impl KnoxClient {
         Ok(KnoxClient { http, transport: transport.clone() })
     }
 
-    /// Acquires a new token for `cluster` (docs/knox.md §2).
-    #[tracing::instrument(skip_all, fields(cluster = %cluster.name))]
+    /// Acquires a new token for `cluster` to keep (docs/knox.md §2).
     pub async fn acquire(&self, cluster: &Cluster) -> Result<Token, KnoxError> {
+        self.acquire_for(cluster, Purpose::Keep).await
+    }
+
+    /// Acquires a new token for `cluster`, labelled for `purpose` unless the cluster has
+    /// `labels = false` (docs/knox.md §2.1).
+    #[tracing::instrument(skip_all, fields(cluster = %cluster.name))]
+    pub async fn acquire_for(&self, cluster: &Cluster, purpose: Purpose) -> Result<Token, KnoxError> {
         let mut url = cluster.token_url.clone();
         if let Some(lifespan) = cluster.requested_lifespan() {
             url.query_pairs_mut().append_pair("lifespan", &lifespan);
+        }
+        if let Some(identity) = &cluster.labels {
+            labels::add_labels(&mut url, identity, &cluster.name, purpose);
         }
         let shown = display_url(&url);
         let request = with_auth(self.http.get(url).header(ACCEPT, "application/json"), &cluster.auth)?;

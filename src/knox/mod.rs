@@ -14,6 +14,7 @@ pub mod answer;
 pub mod client;
 pub mod error;
 pub mod jwt;
+pub mod labels;
 pub mod wire;
 
 use std::time::{Duration, Instant, SystemTime};

@@ -80,8 +80,12 @@ pub struct TokenMetadata {
     pub enabled: Option<Value>,
     /// When the token was last used (a formatted date, or absent).
     pub last_used_at: Option<Value>,
-    /// The free-text comment given at acquisition.
+    /// The free-text comment given at acquisition (Knox 1.6 and later).
     pub comment: Option<String>,
+    /// The `md_<name>=<value>` pairs given at acquisition (Knox 2.0 and later), an object of
+    /// strings as Knox sends it; anything else counts as none.
+    #[serde(default)]
+    pub custom_metadata_map: Option<Value>,
 }
 
 /// An epoch-ms time of `getUserTokens`: a negative one is -1 (never, unbounded), one after

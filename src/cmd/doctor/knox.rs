@@ -13,6 +13,7 @@ use super::network::proxy_var;
 use super::{shown, Mark, Row};
 use crate::config::{Auth, Cluster, Validation};
 use crate::knox::answer::{self, Reason, Renewal, Revocation};
+use crate::knox::labels::Purpose;
 use crate::knox::{wire, Flavor, KnoxClient, KnoxError, Op, Token};
 use crate::secret::shown_path;
 use crate::time::human;
@@ -91,7 +92,7 @@ pub(super) async fn knox_checks(c: &Cluster, renew_trial: bool) -> Vec<Row> {
             return rows.into_rows();
         }
     };
-    let acquired = client.acquire(c).await;
+    let acquired = client.acquire_for(c, Purpose::Doctor).await;
     let mut rows = KnoxRows::skipped("needs a token, and Knox issued none (see above)");
     rows.tls = tls_row(c, &acquired);
     let accepted = matches!(acquired, Ok(_) | Err(KnoxError::TokenLimitExceeded { .. }));

@@ -1,0 +1,158 @@
+//! The labels token-keeper puts on every token it acquires (docs/knox.md §2.1), and how it
+//! recognises its own tokens in Knox's list again (§4.3).
+//!
+//! Four query parameters: `comment=token-keeper <id> on <host> for <cluster>` and the custom
+//! metadata `md_tk_install`, `md_tk_host`, `md_tk_cluster`. Knox stores them with managed
+//! tokens only, and a release that does not know a parameter ignores it: 1.6 keeps the comment
+//! only, 2.0 and later both, older releases neither. So a token is this installation's when its
+//! `tk_install` metadata is this installation's id, or, without that metadata, when its comment
+//! carries `token-keeper <id> `.
+
+use serde_json::Value;
+use url::Url;
+
+use super::wire::TokenMetadata;
+use crate::config::Identity;
+
+/// Why a token is acquired; doctor's short-lived test token says so in its comment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// A token to publish and keep (`run`, `once`, `exec`).
+    Keep,
+    /// `doctor`'s test token, revoked at once.
+    Doctor,
+}
+
+/// The custom metadata name that holds the installation id (`md_tk_install`).
+pub const INSTALL_KEY: &str = "tk_install";
+
+/// The parameters that label a token `identity` acquires for `cluster`, in the order sent.
+pub fn label_pairs(identity: &Identity, cluster: &str, purpose: Purpose) -> [(&'static str, String); 4] {
+    let mut comment = format!("token-keeper {} on {} for {cluster}", identity.installation_id, identity.host);
+    if purpose == Purpose::Doctor {
+        comment.push_str(" (doctor)");
+    }
+    [
+        ("comment", comment),
+        ("md_tk_install", identity.installation_id.clone()),
+        ("md_tk_host", identity.host.clone()),
+        ("md_tk_cluster", cluster.to_owned()),
+    ]
+}
+
+/// Appends the labels to `url`'s query, form-encoded by `url` (a space is `+`, `&` and `=`
+/// are escaped), after whatever it already holds.
+pub fn add_labels(url: &mut Url, identity: &Identity, cluster: &str, purpose: Purpose) {
+    let mut query = url.query_pairs_mut();
+    for (name, value) in label_pairs(identity, cluster, purpose) {
+        query.append_pair(name, &value);
+    }
+}
+
+/// Whether a token of Knox's list (its `metadata`) is the installation `installation_id`'s:
+/// by its `tk_install` custom metadata when Knox keeps any, else by its comment.
+pub fn is_mine(metadata: Option<&TokenMetadata>, installation_id: &str) -> bool {
+    let Some(m) = metadata else { return false };
+    match m.custom_metadata_map.as_ref().and_then(|map| map.get(INSTALL_KEY)) {
+        Some(Value::String(id)) => id == installation_id,
+        Some(_) => false,
+        None => m.comment.as_deref().is_some_and(|c| c.contains(&format!("token-keeper {installation_id} "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(id: &str, host: &str) -> Identity {
+        Identity { installation_id: id.into(), host: host.into() }
+    }
+
+    #[test]
+    fn labels_are_form_encoded_after_the_existing_query() {
+        let base = "https://k.example/gateway/t/knoxtoken/api/v1/token";
+        // (identity, cluster, purpose, existing query, expected query)
+        let cases = [
+            (
+                identity("0123abcd", "edge-1"),
+                "vc",
+                Purpose::Keep,
+                None,
+                "comment=token-keeper+0123abcd+on+edge-1+for+vc&md_tk_install=0123abcd\
+                 &md_tk_host=edge-1&md_tk_cluster=vc",
+            ),
+            (
+                identity("0123abcd", "edge-1"),
+                "vc",
+                Purpose::Doctor,
+                Some("lifespan=PT1H"),
+                "lifespan=PT1H&comment=token-keeper+0123abcd+on+edge-1+for+vc+%28doctor%29\
+                 &md_tk_install=0123abcd&md_tk_host=edge-1&md_tk_cluster=vc",
+            ),
+            // Config and kernel reduce both to [A-Za-z0-9._-]; the encoding holds whatever comes.
+            (
+                identity("id", "h&md_tk_install=evil"),
+                "a b+c/d?e#f%g",
+                Purpose::Keep,
+                None,
+                "comment=token-keeper+id+on+h%26md_tk_install%3Devil+for+a+b%2Bc%2Fd%3Fe%23f%25g\
+                 &md_tk_install=id&md_tk_host=h%26md_tk_install%3Devil&md_tk_cluster=a+b%2Bc%2Fd%3Fe%23f%25g",
+            ),
+            (
+                identity("id", "hôte"),
+                "é",
+                Purpose::Keep,
+                None,
+                "comment=token-keeper+id+on+h%C3%B4te+for+%C3%A9&md_tk_install=id&md_tk_host=h%C3%B4te\
+                 &md_tk_cluster=%C3%A9",
+            ),
+        ];
+        for (who, cluster, purpose, query, want) in cases {
+            let mut url = Url::parse(base).unwrap();
+            url.set_query(query);
+            add_labels(&mut url, &who, cluster, purpose);
+            assert_eq!(url.query(), Some(want), "{who:?} {cluster:?}");
+            assert_eq!(url.path(), "/gateway/t/knoxtoken/api/v1/token");
+            // What Knox's getParameter reads back is exactly what was meant.
+            let read: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+            let sent: Vec<(String, String)> =
+                label_pairs(&who, cluster, purpose).into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
+            assert_eq!(read[read.len() - 4..], sent[..], "{who:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_is_mine_by_its_install_metadata_else_by_its_comment() {
+        let meta = |json: serde_json::Value| -> TokenMetadata { serde_json::from_value(json).unwrap() };
+        let id = "0123abcd";
+        // (metadata, mine?)
+        let cases = [
+            // Knox 2.0+: the metadata decides, whatever the comment says.
+            (meta(serde_json::json!({"customMetadataMap": {"tk_install": "0123abcd"}})), true),
+            (
+                meta(serde_json::json!({"comment": "token-keeper 0123abcd on h for c",
+                    "customMetadataMap": {"tk_install": "fedc9876"}})),
+                false,
+            ),
+            (meta(serde_json::json!({"customMetadataMap": {"tk_install": 42}})), false),
+            (meta(serde_json::json!({"customMetadataMap": {"tk_install": "0123abcd0"}})), false),
+            // No tk_install (Knox 1.6, or a token from before an upgrade): the comment.
+            (meta(serde_json::json!({"comment": "token-keeper 0123abcd on h for c"})), true),
+            (
+                meta(serde_json::json!({"comment": "token-keeper 0123abcd on h for c (doctor)",
+                    "customMetadataMap": {}})),
+                true,
+            ),
+            (meta(serde_json::json!({"comment": "token-keeper 0123abcdef on h for c"})), false),
+            (meta(serde_json::json!({"comment": "token-keeper 0123abc on h for c"})), false),
+            (meta(serde_json::json!({"comment": "token-keeper 0123abcd"})), false),
+            (meta(serde_json::json!({"comment": null, "customMetadataMap": null})), false),
+            (meta(serde_json::json!({"customMetadataMap": "odd"})), false),
+            (meta(serde_json::json!({})), false),
+        ];
+        for (m, want) in &cases {
+            assert_eq!(is_mine(Some(m), id), *want, "{m:?}");
+        }
+        assert!(!is_mine(None, id), "no metadata at all");
+    }
+}
