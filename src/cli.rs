@@ -132,7 +132,7 @@ mod tests {
 #[derive(Debug, Subcommand)]
 pub(crate) enum TokensAction {
     /// List the user's tokens (getUserTokens): id, issued, expires, max lifetime, enabled,
-    /// last used.
+    /// whether this installation holds it, last used.
     List {
         /// The cluster [default: the one marked default, or the only one]
         #[arg(long)]
@@ -140,6 +140,9 @@ pub(crate) enum TokensAction {
         /// Print Knox's JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Only this installation's tokens (by their labels: the installation_id).
+        #[arg(long)]
+        mine: bool,
         /// Whose tokens [default: the cluster's user, or the published token's subject]
         #[arg(long)]
         user: Option<String>,

@@ -76,7 +76,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Tokens { action } => {
             let (cluster, action) = match action {
-                TokensAction::List { cluster, json, user } => (cluster, tokens::Action::List { json, user }),
+                TokensAction::List { cluster, json, mine, user } => {
+                    (cluster, tokens::Action::List { json, mine, user })
+                }
                 TokensAction::Revoke { cluster, token_id } => (cluster, tokens::Action::Revoke(token_id)),
                 TokensAction::Enable { cluster, token_id } => (cluster, tokens::Action::Enable(token_id)),
                 TokensAction::Disable { cluster, token_id } => (cluster, tokens::Action::Disable(token_id)),

@@ -5,7 +5,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::SystemTime;
 
-use crate::config::{self, Config, Env};
+use crate::config::{self, Cluster, Config, Env};
 use crate::output::{self, Freshness};
 use crate::text;
 use crate::time::{from_epoch_ms, human, rfc3339, signed};
@@ -20,6 +20,10 @@ pub(super) fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
         return status_json(&config, now);
     }
     let mut out = std::io::stdout().lock();
+    // The id that labels this installation's tokens in Knox (`tokens list --mine`); it is
+    // `[A-Za-z0-9._-]` (config::installation), so it is printed as it is.
+    let derived = if config.installation_id_derived { " (derived)" } else { "" };
+    writeln!(out, "installation_id: {}{derived}", config.identity.installation_id)?;
     writeln!(
         out,
         "{:<20} {:<38} {:<22} {:>8} {:>10}  STATE",
@@ -59,43 +63,51 @@ pub(super) fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
 /// `status --json`: an array with one object per cluster: `cluster`, `state` (`fresh`,
 /// `expiring`, `stale`, `expired`, `not_published`, `unreadable`), `fresh`, `token_id`,
 /// `expires_at`, `expires_at_ms`, `remaining_seconds`, `knox_clock_offset_ms`, `generation`,
-/// `error`.
+/// `error`, and `installation_id` in every row (the array leaves no room for a field of the
+/// whole).
 fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
-    use serde_json::{json, Value};
+    use serde_json::Value;
     let mut all_fresh = true;
     let mut rows = Vec::new();
     for c in &config.clusters {
-        let row = match output::read_published(c) {
-            Ok(None) => json!({"cluster": c.name, "state": "not_published", "fresh": false}),
-            Err(e) => {
-                json!({"cluster": c.name, "state": "unreadable", "fresh": false, "error": format!("{e:#}")})
-            }
-            Ok(Some(p)) => {
-                let remaining = p.remaining_ms(now);
-                let state = match p.freshness(now, c.policy.min_remaining) {
-                    Freshness::Expired => "expired",
-                    _ if p.stale => "stale",
-                    Freshness::Expiring(_) => "expiring",
-                    Freshness::Fresh(_) | Freshness::NeverExpires => "fresh",
-                };
-                json!({
-                    "cluster": c.name,
-                    "state": state,
-                    "fresh": state == "fresh",
-                    "token_id": p.token_id,
-                    "expires_at": p.expires_at_ms.map(|ms| rfc3339(from_epoch_ms(ms))),
-                    "expires_at_ms": p.expires_at_ms.unwrap_or(-1),
-                    "remaining_seconds": remaining.map(|ms| ms.max(0) / 1000),
-                    "knox_clock_offset_ms": p.knox_clock_offset_ms,
-                    "generation": p.generation,
-                    "error": p.last_error,
-                })
-            }
-        };
+        let mut row = status_row(c, now);
+        row["installation_id"] = Value::from(config.identity.installation_id.as_str());
         all_fresh &= row["fresh"] == Value::Bool(true);
         rows.push(row);
     }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", text::escape_json(&Value::Array(rows).to_string()))?;
     Ok(all_fresh)
+}
+
+/// One cluster's object of `status --json`, without `installation_id`.
+fn status_row(c: &Cluster, now: SystemTime) -> serde_json::Value {
+    use serde_json::json;
+    match output::read_published(c) {
+        Ok(None) => json!({"cluster": c.name, "state": "not_published", "fresh": false}),
+        Err(e) => {
+            json!({"cluster": c.name, "state": "unreadable", "fresh": false, "error": format!("{e:#}")})
+        }
+        Ok(Some(p)) => {
+            let remaining = p.remaining_ms(now);
+            let state = match p.freshness(now, c.policy.min_remaining) {
+                Freshness::Expired => "expired",
+                _ if p.stale => "stale",
+                Freshness::Expiring(_) => "expiring",
+                Freshness::Fresh(_) | Freshness::NeverExpires => "fresh",
+            };
+            json!({
+                "cluster": c.name,
+                "state": state,
+                "fresh": state == "fresh",
+                "token_id": p.token_id,
+                "expires_at": p.expires_at_ms.map(|ms| rfc3339(from_epoch_ms(ms))),
+                "expires_at_ms": p.expires_at_ms.unwrap_or(-1),
+                "remaining_seconds": remaining.map(|ms| ms.max(0) / 1000),
+                "knox_clock_offset_ms": p.knox_clock_offset_ms,
+                "generation": p.generation,
+                "error": p.last_error,
+            })
+        }
+    }
 }

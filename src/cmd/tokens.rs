@@ -18,6 +18,7 @@ use reqwest::StatusCode;
 
 use crate::config::{self, Auth, Cluster, Env};
 use crate::knox::answer::{self, Answer};
+use crate::knox::labels::is_mine;
 use crate::knox::{wire, Flavor, Jwt, KnoxClient, Op};
 use crate::output;
 use crate::secret::Secret;
@@ -31,6 +32,8 @@ pub(super) enum Action {
     List {
         /// Print Knox's JSON instead of a table.
         json: bool,
+        /// Only this installation's tokens (`knox::labels::is_mine`).
+        mine: bool,
         /// Whose tokens (default: the cluster's user).
         user: Option<String>,
     },
@@ -66,7 +69,10 @@ pub(super) async fn run(
     let c = config.pick(config_path, cluster).map_err(anyhow::Error::msg)?;
     let client = KnoxClient::new(&c.transport)?;
     match action {
-        Action::List { json, user } => list(c, &client, json, user).await,
+        Action::List { json, mine, user } => {
+            let ours = &config.identity.installation_id;
+            list(c, &client, Listing { json, mine, ours }, user).await
+        }
         Action::Revoke(id) => change(c, &client, Op::Revoke, &id).await,
         Action::Enable(id) => change(c, &client, Op::Enable, &id).await,
         Action::Disable(id) => change(c, &client, Op::Disable, &id).await,
@@ -88,13 +94,25 @@ fn owner(cluster: &Cluster, user: Option<String>) -> anyhow::Result<String> {
     })
 }
 
+/// How `tokens list` prints.
+struct Listing<'a> {
+    /// Knox's JSON instead of a table.
+    json: bool,
+    /// Only the tokens of the installation `ours`.
+    mine: bool,
+    /// This installation's id.
+    ours: &'a str,
+}
+
 async fn list(
     cluster: &Cluster,
     client: &KnoxClient,
-    json: bool,
+    how: Listing<'_>,
     user: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let user = owner(cluster, user)?;
+    // --mine filters here, not with Knox's md_ filter: 1.6 ignores that filter, and a token
+    // labelled only by its comment (issued by 1.6 before an upgrade) would be left out.
     let (status, body) = client.user_tokens(cluster, &user).await?;
     if status == StatusCode::SERVICE_UNAVAILABLE {
         return Ok(refusal(
@@ -113,27 +131,37 @@ async fn list(
     }
     let parsed: wire::UserTokens = serde_json::from_str(&body)
         .with_context(|| format!("getUserTokens answered {status} with a body that is not a token list"))?;
+    let mine: Vec<bool> = parsed.tokens.iter().map(|t| is_mine(t.metadata.as_ref(), how.ours)).collect();
     let mut out = std::io::stdout().lock();
-    if json {
-        // Knox's own JSON, checked above to be a token list, on one line.
-        let value: serde_json::Value = serde_json::from_str(&body)?;
+    if how.json {
+        // Knox's own JSON, checked above to be a token list, on one line; with --mine, the
+        // others are left out of its `tokens`.
+        let mut value: serde_json::Value = serde_json::from_str(&body)?;
+        if how.mine {
+            if let Some(tokens) = value.get_mut("tokens").and_then(|t| t.as_array_mut()) {
+                let mut keep = mine.iter();
+                tokens.retain(|_| keep.next().copied().unwrap_or(false));
+            }
+        }
         writeln!(out, "{}", text::escape_json(&value.to_string()))?;
         return Ok(ExitCode::SUCCESS);
     }
     writeln!(
         out,
-        "{:<38} {:<22} {:<22} {:<22} {:<8} LAST USED",
-        "TOKEN ID", "ISSUED", "EXPIRES", "MAX LIFETIME", "ENABLED"
+        "{:<38} {:<22} {:<22} {:<22} {:<8} {:<5} LAST USED",
+        "TOKEN ID", "ISSUED", "EXPIRES", "MAX LIFETIME", "ENABLED", "MINE"
     )?;
-    for t in &parsed.tokens {
-        writeln!(out, "{}", token_row(t))?;
+    for (t, &ours) in parsed.tokens.iter().zip(&mine) {
+        if ours || !how.mine {
+            writeln!(out, "{}", token_row(t, ours))?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// One line of `tokens list`: every value from Knox escaped and shortened, times in RFC 3339
-/// (clamped by `wire` to 1970-9999).
-fn token_row(t: &wire::UserToken) -> String {
+/// (clamped by `wire` to 1970-9999); `mine` says whether this installation holds it.
+fn token_row(t: &wire::UserToken, mine: bool) -> String {
     let time = |ms: Option<i64>, never: &str| match ms {
         Some(ms) if ms >= 0 => rfc3339(from_epoch_ms(ms)),
         Some(_) => never.to_owned(),
@@ -154,12 +182,13 @@ fn token_row(t: &wire::UserToken) -> String {
         _ => "-".to_owned(),
     };
     format!(
-        "{:<38} {:<22} {:<22} {:<22} {:<8} {last_used}",
+        "{:<38} {:<22} {:<22} {:<22} {:<8} {:<5} {last_used}",
         shown(&t.token_id),
         time(t.issue_time_long, "-"),
         time(t.expiration_long, "never"),
         time(t.max_lifetime_long, "unbounded"),
-        enabled
+        enabled,
+        if mine { "yes" } else { "no" }
     )
 }
 

@@ -18,6 +18,7 @@ mod hostile_knox;
 mod hostile_local;
 mod inprocess;
 mod knox_lifecycle;
+mod labels;
 mod layout;
 mod lifecycle;
 mod operating;

@@ -147,6 +147,10 @@ impl Default for SimOptions {
 
 const DAY_SECS: u64 = 86_400;
 
+/// A stored token's `comment` and its custom `md_<name>` pairs in request order
+/// ([`Sim::stored_metadata`]).
+pub type StoredMetadata = (Option<String>, Vec<(String, String)>);
+
 /// A Knox release line, for the behaviour that changed between releases (docs/knox.md §10,
 /// §1.2, §2.2, §3.4, §4.1, §5, §8). Ordered oldest first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -565,7 +569,7 @@ impl Sim {
     /// `md_<name>` pairs in request order (docs/knox.md §2.1), as the release line keeps them
     /// (none before 1.6, no custom pairs in 1.6). `None` for a token that is unknown, revoked or
     /// evicted, or was issued while unmanaged.
-    pub fn stored_metadata(&self, token_id: &str) -> Option<(Option<String>, Vec<(String, String)>)> {
+    pub fn stored_metadata(&self, token_id: &str) -> Option<StoredMetadata> {
         let mut state = self.shared.state();
         if !state.opts.managed {
             return None;
