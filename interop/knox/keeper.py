@@ -60,7 +60,7 @@ class Keeper:
 
     def __init__(self, binary: Path, target: Target, dir: Path, *, user: str, topology: str = "token",
                  api: str = "v1", ca: bool = True, password_override: str | None = None,
-                 **policy) -> None:
+                 top: dict | None = None, **policy) -> None:
         self.binary, self.target, self.dir, self.user = binary, target, dir, user
         self.out = dir / "out"
         self.out.mkdir(parents=True, exist_ok=True)
@@ -72,10 +72,13 @@ class Keeper:
         self.topology = topology
         self.proc: subprocess.Popen | None = None
         self.log_path = dir / "keeper.log"
+        self.top = top or {}
         self.write_config(api=api, ca=ca, **policy)
 
     def write_config(self, *, api: str = "v1", ca: bool = True, **policy) -> None:
-        lines = ["[[cluster]]", 'name = "c"',
+        # Top-level keys (installation_id) come before the first table.
+        lines = [f"{k} = {toml_value(v)}" for k, v in self.top.items()]
+        lines += ["[[cluster]]", 'name = "c"',
                  f"token_url = {toml_value(self.target.token_url(self.topology, api))}"]
         if ca:
             lines.append(f"ca_file = {toml_value(self.target.ca_file)}")

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -351,3 +354,63 @@ def restart_keeps_token(ctx: Ctx) -> str:
         check(k.published()["token_id"] == p1["token_id"], "still the same token")
         check(len(list_tokens(k)) == before, "no extra token minted by the restart")
     return f"renewed after Knox restart ({len(renewed)}x), taken over after keeper restart"
+
+
+def host_label() -> str:
+    """The host name as the keeper reduces it for its labels (config::installation::host_label)."""
+    label = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname().strip()[:64])
+    return label or "unknown"
+
+
+def user_tokens(ctx: Ctx, user: str, **query: str) -> list[dict]:
+    """Knox's own getUserTokens for `user`, with the user's credentials, as an operator calls it."""
+    q = urllib.parse.urlencode({"userName": user, **query})
+    status, body = http(f"{ctx.target.token_url('token')}/getUserTokens?{q}", ctx.target.ca_file, user=user)
+    check(status == 200, f"getUserTokens?{q} answers 200, got {status}: {body[:300]!r}")
+    return json.loads(body)["tokens"]
+
+
+@scenario
+def labels_visible(ctx: Ctx) -> str:
+    k = ctx.keeper("rita")
+    check(k.once().returncode == 0, "once exits 0")
+    tid = k.published()["token_id"]
+    r = k.verb("status", "--json")
+    ours = json.loads(r.stdout)[0]["installation_id"]
+    host = host_label()
+    # A second installation of the same user, with an id of its own.
+    other = Keeper(ctx.binary, ctx.target, ctx.dir / "other", user="rita", top={"installation_id": "interop-other"})
+    check(other.once().returncode == 0, "the other installation's once exits 0")
+    other_tid = other.published()["token_id"]
+
+    # Knox's own list, filtered by Knox on md_tk_install (2.0+; older releases ignore md_).
+    listed = user_tokens(ctx, "rita", md_tk_install=ours)
+    (ctx.dir / "getUserTokens.json").write_text(json.dumps(listed, indent=1) + "\n")
+    filters = tuple(int(x) for x in ctx.target.knox_version.split(".")[:2]) >= (2, 0)
+    want_ids = [tid] if filters else sorted([tid, other_tid])
+    check(sorted(t["tokenId"] for t in listed) == want_ids,
+          f"getUserTokens?md_tk_install={ours} lists {want_ids}: {[t['tokenId'] for t in listed]}")
+    entry = next(t for t in listed if t["tokenId"] == tid)
+    meta = entry["metadata"]
+    comment = f"token-keeper {ours} on {host} for c"
+    check(meta.get("comment") == comment, f"Knox kept the comment {comment!r}: {meta}")
+    labels = {"tk_install": ours, "tk_host": host, "tk_cluster": "c"}
+    if filters:
+        check(meta.get("customMetadataMap") == labels, f"Knox kept the md_ labels {labels}: {meta}")
+    everyone = {t["tokenId"] for t in user_tokens(ctx, "rita")}
+    check({tid, other_tid} <= everyone, f"unfiltered, both installations' tokens: {everyone}")
+
+    # The keeper finds its own token among the user's, and only it.
+    r = k.verb("tokens", "list", "--mine")
+    check(r.returncode == 0, f"tokens list --mine exits 0, got {r.returncode}: {r.stderr[-300:]}")
+    check(tid in r.stdout and other_tid not in r.stdout,
+          f"tokens list --mine shows {tid} and not {other_tid}: {r.stdout[-500:]}")
+    r = k.verb("tokens", "list")
+    rows = {line.split()[0]: line for line in r.stdout.splitlines()[1:] if line.strip()}
+    check(" yes " in rows.get(tid, "") and " no " in rows.get(other_tid, ""),
+          f"tokens list marks whose token is whose: {r.stdout[-500:]}")
+    r = k.verb("tokens", "list", "--mine", "--json")
+    mine = [t["tokenId"] for t in json.loads(r.stdout)["tokens"]]
+    check(mine == [tid], f"tokens list --mine --json is Knox's list of ours: {mine}")
+    shown = {"comment": meta.get("comment"), "customMetadataMap": meta.get("customMetadataMap")}
+    return f"Knox {ctx.target.knox_version} kept {json.dumps(shown)}; --mine lists 1 of {len(everyone)}"
