@@ -14,12 +14,10 @@ use hyper::{Response, StatusCode};
 use serde_json::{json, Map, Value};
 use tracing::{debug, warn};
 
-use super::server::{form_pairs, jetty_error, reply, Body, Req, Shared, State, JSON};
+use super::http::{form_pairs, jetty_error, reply, Body, Req, JSON};
+use super::shared::{Shared, State};
 use super::store::{id_display, knox_date, StoredToken};
 use super::{jwt, Issued, KnoxVersion, LimitAction, Scripted, SimOptions};
-
-/// The media type batch enable/disable insist on (`@Consumes(APPLICATION_JSON)`, §1.3).
-pub(super) const JSON_MEDIA_TYPE: &str = "application/json";
 
 /// The 403 body for the per-user limit; not valid JSON (docs/knox.md §2.4).
 pub(super) const TOKEN_LIMIT_EXCEEDED: &str = r#"{ "Unable to get token - token limit exceeded." }"#;

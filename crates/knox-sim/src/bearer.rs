@@ -11,8 +11,9 @@ use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Response, StatusCode};
 use serde_json::{Map, Value};
 
+use super::http::{jetty_error, reply, Body, Req};
 use super::jwt;
-use super::server::{jetty_error, reply, Body, Req, State};
+use super::shared::State;
 use super::SimOptions;
 
 /// `PingResource`'s methods; Jersey answers others with 405.

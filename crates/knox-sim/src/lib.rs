@@ -36,9 +36,11 @@ mod api;
 mod bearer;
 pub mod blocking;
 pub mod cli;
+mod http;
 mod jwt;
 mod persist;
 mod server;
+mod shared;
 mod store;
 #[cfg(test)]
 mod tests;
@@ -283,7 +285,7 @@ impl Scripted {
 
     /// Shiro's Basic challenge, e.g. after an LDAP outage (docs/knox.md §7.1).
     pub fn unauthorized() -> Self {
-        Scripted::new(401, "").header("WWW-Authenticate", server::BASIC_CHALLENGE)
+        Scripted::new(401, "").header("WWW-Authenticate", http::BASIC_CHALLENGE)
     }
 
     /// SSOCookieProvider's redirect to the KnoxSSO login page (docs/knox.md §7.3), for the v1 token
@@ -312,8 +314,8 @@ impl Scripted {
     fn html(status: u16, reason: &str) -> Self {
         // The URI in a canned page cannot know the request; the default topology's token URL
         // is what such a page most often shows.
-        let page = server::jetty_error_page(status, reason, "/gateway/sandbox/knoxtoken/api/v1/token");
-        Scripted::new(status, page).header("Content-Type", server::HTML)
+        let page = http::jetty_error_page(status, reason, "/gateway/sandbox/knoxtoken/api/v1/token");
+        Scripted::new(status, page).header("Content-Type", http::HTML)
     }
 }
 
@@ -354,7 +356,7 @@ pub struct Issued {
 pub struct Sim {
     addr: SocketAddr,
     tls: bool,
-    shared: Arc<server::Shared>,
+    shared: Arc<shared::Shared>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -431,7 +433,7 @@ impl Sim {
         };
         let listener = TcpListener::bind(listen).await?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(server::Shared::new(opts, store));
+        let shared = Arc::new(shared::Shared::new(opts, store));
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let is_tls = tls.is_some();

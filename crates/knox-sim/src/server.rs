@@ -1,18 +1,16 @@
 //! The simulator's HTTP side: the accept loop, the route and verb table of each Knox version
-//! (docs/knox.md §1.1, §1.2), authentication (§7), Jetty's error pages, and the state every
-//! connection shares. The KNOXTOKEN handlers themselves are in `api`, the Bearer topology's ping
-//! in `bearer`.
+//! (docs/knox.md §1.1, §1.2) and authentication (§7). The KNOXTOKEN handlers themselves are in
+//! `api`, the Bearer topology's ping in `bearer`; the request and reply types all three use are
+//! in `http`, the state every connection shares in `shared`.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::ops::{Deref, DerefMut};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::{BodyExt as _, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
@@ -20,135 +18,16 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::store::TokenStore;
-use super::{api, bearer, persist, ApiVersion, Issued, KnoxVersion, RequestRecord, Scripted, SimOptions};
+use super::http::{jetty_error, reply, Body, Req, BASIC_CHALLENGE};
+use super::shared::Shared;
+use super::{api, bearer, ApiVersion, KnoxVersion, RequestRecord, SimOptions};
 
-pub(super) type Body = Full<Bytes>;
-
-pub(super) const JSON: &str = "application/json";
-/// Jetty's error pages are Latin-1 HTML.
-pub(super) const HTML: &str = "text/html;charset=iso-8859-1";
-/// Shiro's `BasicHttpAuthenticationFilter` challenge, upper-case scheme included (docs/knox.md §7.1).
-pub(super) const BASIC_CHALLENGE: &str = r#"BASIC realm="application""#;
 /// Knox bodies are one JWT or a short form; anything bigger is not a KNOXTOKEN request.
 const MAX_BODY: usize = 64 * 1024;
-
-/// State shared by the [`super::Sim`] handle and every connection.
-pub(super) struct Shared {
-    state: Mutex<State>,
-    /// Woken whenever a token is issued, for `wait_for_acquisitions`.
-    pub(super) issued_changed: Notify,
-}
-
-/// Everything that changes while the sim runs, behind one lock so that each Knox operation
-/// (e.g. the limit check and storing the new token) is atomic, as concurrent clients need.
-pub(super) struct State {
-    /// The options in effect; [`super::Sim::set_options`] changes them.
-    pub(super) opts: SimOptions,
-    pub(super) scripted: VecDeque<Scripted>,
-    pub(super) requests: Vec<RequestRecord>,
-    pub(super) issued: Vec<Issued>,
-    /// Managed token state; empty while unmanaged.
-    pub(super) store: TokenStore,
-    /// Successful managed renewals.
-    pub(super) renewals: usize,
-    /// Revoked token ids, oldest first.
-    pub(super) revocations: Vec<String>,
-    /// Token-limit 403s answered.
-    pub(super) limit_errors: usize,
-    /// The store's generation last written to the state file (or that failed to be).
-    saved_generation: u64,
-}
-
-impl State {
-    /// Knox's `System.currentTimeMillis()`: local time plus the configured offset.
-    pub(super) fn now_ms(&self) -> i64 {
-        local_now_ms().saturating_add(self.opts.clock_offset)
-    }
-
-    /// Evicts what Knox's eviction task would have evicted by now (docs/knox.md §6.2).
-    pub(super) fn sweep(&mut self) {
-        let grace_ms = i64::try_from(self.opts.eviction_grace.as_millis()).unwrap_or(i64::MAX);
-        let now = self.now_ms();
-        self.store.sweep(now, grace_ms);
-    }
-
-    /// Writes the store to [`SimOptions::state_file`], if there is one and the store changed
-    /// since the last write. A failed write is logged and retried with the next change only,
-    /// so an unwritable file does not turn every request into a warning.
-    fn save_if_changed(&mut self) {
-        let Some(path) = &self.opts.state_file else { return };
-        let generation = self.store.generation();
-        if generation == self.saved_generation {
-            return;
-        }
-        self.saved_generation = generation;
-        if let Err(err) = persist::save(path, &self.store) {
-            warn!(cause = %err, "simulator failed to save its token state");
-        }
-    }
-}
-
-impl Shared {
-    /// Shared state starting from `store`, which is already in the state file if there is one.
-    pub(super) fn new(opts: SimOptions, store: TokenStore) -> Shared {
-        let state = State {
-            opts,
-            scripted: VecDeque::new(),
-            requests: Vec::new(),
-            issued: Vec::new(),
-            saved_generation: store.generation(),
-            store,
-            renewals: 0,
-            revocations: Vec::new(),
-            limit_errors: 0,
-        };
-        Shared { state: Mutex::new(state), issued_changed: Notify::new() }
-    }
-
-    /// Locks the state. The lock is never held across an await, and a panic while holding it
-    /// leaves the data consistent (every handler checks before it changes anything), so
-    /// poisoning is ignored rather than spread to every later request.
-    pub(super) fn state(&self) -> StateGuard<'_> {
-        StateGuard(self.state.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-}
-
-/// The locked [`State`]. Releasing it saves the token store to the state file if anything
-/// changed it (issue, renewal, revocation, enable/disable, eviction), before the lock is
-/// released, so writes never interleave and every change is on disk before the next request
-/// sees it.
-pub(super) struct StateGuard<'a>(MutexGuard<'a, State>);
-
-impl Deref for StateGuard<'_> {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.0
-    }
-}
-
-impl DerefMut for StateGuard<'_> {
-    fn deref_mut(&mut self) -> &mut State {
-        &mut self.0
-    }
-}
-
-impl Drop for StateGuard<'_> {
-    fn drop(&mut self) {
-        self.0.save_if_changed();
-    }
-}
-
-fn local_now_ms() -> i64 {
-    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
-}
 
 /// Accepts connections until `shutdown`; each connection is served on its own tracked task and
 /// dropped (closing the socket) on shutdown, so a stopped sim refuses and resets like a dead Knox.
@@ -211,52 +90,6 @@ where
         .serve_connection(TokioIo::new(stream), service);
     if let Err(err) = conn.await {
         debug!(cause = %err, "simulator connection ended with an error");
-    }
-}
-
-/// The parts of a request the handlers look at.
-pub(super) struct Req<'a> {
-    pub(super) method: &'a str,
-    pub(super) path: &'a str,
-    pub(super) query: &'a str,
-    pub(super) headers: &'a HeaderMap,
-    pub(super) body: &'a [u8],
-    /// `http(s)://host:port`, from the `Host` header as Jetty does.
-    pub(super) origin: String,
-}
-
-impl Req<'_> {
-    /// `HttpServletRequest.getRequestURL()`: the URL without its query.
-    pub(super) fn url(&self) -> String {
-        format!("{}{}", self.origin, self.path)
-    }
-
-    /// `request.getParameter(name)`: the query string first, then a form body on POST
-    /// (docs/knox.md §2.1).
-    pub(super) fn param(&self, name: &str) -> Option<String> {
-        self.params().into_iter().find(|(key, _)| key == name).map(|(_, value)| value)
-    }
-
-    /// Every parameter `request.getParameterNames()` sees, query string first, decoded.
-    pub(super) fn params(&self) -> Vec<(String, String)> {
-        let mut params = form_pairs(self.query);
-        if let Some(form) = self.form_body() {
-            params.extend(form_pairs(form));
-        }
-        params
-    }
-
-    /// The body of a POST with a form Content-Type, which the servlet parses into parameters.
-    fn form_body(&self) -> Option<&str> {
-        let content_type = self.headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
-        let is_form = self.method == "POST" && content_type.starts_with("application/x-www-form-urlencoded");
-        is_form.then(|| std::str::from_utf8(self.body).ok()).flatten()
-    }
-
-    /// Whether the Content-Type is JSON, as a JAX-RS `@Consumes(APPLICATION_JSON)` requires.
-    pub(super) fn is_json(&self) -> bool {
-        let content_type = self.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        content_type.is_some_and(|ct| ct.to_ascii_lowercase().starts_with(api::JSON_MEDIA_TYPE))
     }
 }
 
@@ -506,71 +339,4 @@ fn hadoop_jwt_cookie(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .find_map(|pair| pair.trim().strip_prefix("hadoop-jwt="))
-}
-
-pub(super) fn reply(
-    status: StatusCode,
-    content_type: Option<&'static str>,
-    body: impl Into<Bytes>,
-) -> Response<Body> {
-    let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = status;
-    if let Some(content_type) = content_type {
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    }
-    resp
-}
-
-/// Jetty's HTML error response, which Knox sends for unknown paths and wrong methods.
-pub(super) fn jetty_error(status: StatusCode, uri: &str) -> Response<Body> {
-    let page = jetty_error_page(status.as_u16(), status.canonical_reason().unwrap_or(""), uri);
-    let mut resp = reply(status, Some(HTML), page);
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("must-revalidate,no-cache,no-store"));
-    resp
-}
-
-/// The body of a Jetty 9.4 error page.
-pub(super) fn jetty_error_page(status: u16, reason: &str, uri: &str) -> String {
-    let uri = uri.replace('&', "&amp;").replace('<', "&lt;");
-    format!(
-        "<html>\n<head>\n<meta http-equiv=\"Content-Type\" content=\"text/html;charset=ISO-8859-1\"/>\n\
-         <title>Error {status} {reason}</title>\n</head>\n<body><h2>HTTP ERROR {status} {reason}</h2>\n\
-         <table>\n<tr><th>URI:</th><td>{uri}</td></tr>\n<tr><th>STATUS:</th><td>{status}</td></tr>\n\
-         <tr><th>MESSAGE:</th><td>{reason}</td></tr>\n<tr><th>SERVLET:</th><td>-</td></tr>\n</table>\n\
-         <hr/><a href=\"https://eclipse.org/jetty\">Powered by Jetty:// 9.4.53.v20231009</a><hr/>\n\n\
-         </body>\n</html>\n"
-    )
-}
-
-/// Every `name=value` pair of a form-encoded string, decoded as Jetty does; empty pieces (as in
-/// `a=1&&b=2`) are skipped.
-pub(super) fn form_pairs(encoded: &str) -> Vec<(String, String)> {
-    let pairs = encoded.split('&').filter(|pair| !pair.is_empty());
-    pairs
-        .map(|pair| {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(key), percent_decode(value))
-        })
-        .collect()
-}
-
-/// `application/x-www-form-urlencoded` decoding; malformed escapes are kept literally.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while let Some(&byte) = bytes.get(i) {
-        let hex = text.get(i + 1..i + 3).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
-        match (byte, hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'+', _) => out.push(b' '),
-            (b'%', Some(decoded)) => {
-                out.push(decoded);
-                i += 2;
-            }
-            _ => out.push(byte),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
