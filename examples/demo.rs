@@ -20,7 +20,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Parser as _;
 use knox_sim::{ApiVersion, Sim, SimOptions};
-use token_keeper::config::ConfigError;
 use token_keeper::{app, sink};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -45,26 +44,7 @@ fn main() -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    // The daemon's runtime: one thread, a small blocking pool for publishing.
-    let runtime =
-        match tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(4).build() {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("cannot start the async runtime: {e}");
-                return ExitCode::from(1);
-            }
-        };
-    match runtime.block_on(demo(&args.dir)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            if err.downcast_ref::<ConfigError>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
-        }
-    }
+    token_keeper::app::run_to_exit(async { demo(&args.dir).await.map(|()| ExitCode::SUCCESS) })
 }
 
 /// The simulator and the keeper in one process, publishing into `dir`.

@@ -6,6 +6,7 @@
 //! under the old config.
 
 use std::path::Path;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,33 @@ use crate::knox::Clients;
 use crate::telemetry::Telemetry;
 use crate::time::human;
 use crate::{reload, server, signals, sink, systemd};
+
+/// Runs `verb` on the daemon's runtime and turns its result into the process's exit code:
+/// its own code, else 2 for a [`ConfigError`] and 1 for any other error, logged once with its
+/// context chain. The runtime is one thread (the work is IO-bound and small) with a blocking
+/// pool for publishing (fsync) capped at 4 threads, which keeps memory flat when a thousand
+/// clusters publish at once. The binary and the demo example both start here.
+pub fn run_to_exit(verb: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let runtime =
+        match tokio::runtime::Builder::new_current_thread().enable_all().max_blocking_threads(4).build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                error!("cannot start the async runtime: {e}");
+                return ExitCode::from(1);
+            }
+        };
+    match runtime.block_on(verb) {
+        Ok(code) => code,
+        Err(err) => {
+            error!("{err:#}");
+            if err.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
 
 /// How long shutdown waits for publishes in progress.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

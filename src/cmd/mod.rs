@@ -21,7 +21,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 
 use crate::app;
 use crate::cli::{Cli, Command, LogFormat, TokensAction};
-use crate::config::{self, ConfigError};
+use crate::config;
 use crate::knox::{KnoxClient, KnoxError, Token};
 use crate::scheduler::retry_before;
 use crate::time::human;
@@ -37,30 +37,7 @@ pub fn main() -> ExitCode {
         }
         return ExitCode::from(2);
     }
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        // Publishing (fsync) runs on the blocking pool; a few threads are plenty, and a cap
-        // keeps memory flat when a thousand clusters publish at once.
-        .max_blocking_threads(4)
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            tracing::error!("cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
-    };
-    match runtime.block_on(dispatch(cli)) {
-        Ok(code) => code,
-        Err(err) => {
-            tracing::error!("{err:#}");
-            if err.downcast_ref::<ConfigError>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
-        }
-    }
+    app::run_to_exit(dispatch(cli))
 }
 
 async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
