@@ -147,13 +147,22 @@ pub(crate) enum TokensAction {
         #[arg(long)]
         user: Option<String>,
     },
-    /// Revoke a token.
+    /// Revoke a token, or with --mine every token this installation holds.
+    ///
+    /// `--mine` is the switch to pull after a leak: it revokes every token of this
+    /// installation (by its labels) that Knox lists for the user of each cluster (or of
+    /// `--cluster`), whichever host holds it. A running token-keeper notices within
+    /// `eviction_check_interval` and acquires fresh tokens.
     Revoke {
-        /// The cluster [default: the one marked default, or the only one]
+        /// The cluster [default: the one marked default, or the only one; with --mine: all]
         #[arg(long)]
         cluster: Option<String>,
+        /// Revoke every token of this installation instead of one.
+        #[arg(long, conflicts_with = "token_id")]
+        mine: bool,
         /// The token id (knox.id).
-        token_id: String,
+        #[arg(required_unless_present = "mine")]
+        token_id: Option<String>,
     },
     /// Enable a disabled token.
     Enable {

@@ -56,7 +56,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 TokensAction::List { cluster, json, mine, user } => {
                     (cluster, tokens::Action::List { json, mine, user })
                 }
-                TokensAction::Revoke { cluster, token_id } => (cluster, tokens::Action::Revoke(token_id)),
+                TokensAction::Revoke { cluster, mine: true, .. } => (cluster, tokens::Action::RevokeMine),
+                TokensAction::Revoke { cluster, token_id, .. } => {
+                    (cluster, tokens::Action::Revoke(token_id.unwrap_or_default()))
+                }
                 TokensAction::Enable { cluster, token_id } => (cluster, tokens::Action::Enable(token_id)),
                 TokensAction::Disable { cluster, token_id } => (cluster, tokens::Action::Disable(token_id)),
             };

@@ -25,6 +25,8 @@ use crate::secret::Secret;
 use crate::text;
 use crate::time::{from_epoch_ms, rfc3339};
 
+mod mine;
+
 /// What to do with the token API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Action {
@@ -39,6 +41,8 @@ pub(super) enum Action {
     },
     /// Revoke a token by id.
     Revoke(String),
+    /// Revoke every token of this installation (`mine`).
+    RevokeMine,
     /// Enable a disabled token.
     Enable(String),
     /// Disable a token.
@@ -66,21 +70,34 @@ pub(super) async fn run(
     action: Action,
 ) -> anyhow::Result<ExitCode> {
     let config = config::load(config_path, &Env::from_process())?;
-    let c = config.pick(config_path, cluster).map_err(anyhow::Error::msg)?;
-    let client = KnoxClient::new(&c.transport)?;
+    let one = |c: Option<&str>| -> anyhow::Result<(&Cluster, KnoxClient)> {
+        let c = config.pick(config_path, c).map_err(anyhow::Error::msg)?;
+        Ok((c, KnoxClient::new(&c.transport)?))
+    };
     match action {
         Action::List { json, mine, user } => {
+            let (c, client) = one(cluster)?;
             let ours = &config.identity.installation_id;
             list(c, &client, Listing { json, mine, ours }, user).await
         }
-        Action::Revoke(id) => change(c, &client, Op::Revoke, &id).await,
-        Action::Enable(id) => change(c, &client, Op::Enable, &id).await,
-        Action::Disable(id) => change(c, &client, Op::Disable, &id).await,
+        Action::RevokeMine => mine::revoke_all(&config, config_path, cluster).await,
+        Action::Revoke(id) => {
+            let (c, client) = one(cluster)?;
+            change(c, &client, Op::Revoke, &id).await
+        }
+        Action::Enable(id) => {
+            let (c, client) = one(cluster)?;
+            change(c, &client, Op::Enable, &id).await
+        }
+        Action::Disable(id) => {
+            let (c, client) = one(cluster)?;
+            change(c, &client, Op::Disable, &id).await
+        }
     }
 }
 
 /// Whose tokens to list: `--user`, else the Basic user, else the published token's subject.
-fn owner(cluster: &Cluster, user: Option<String>) -> anyhow::Result<String> {
+pub(super) fn owner(cluster: &Cluster, user: Option<String>) -> anyhow::Result<String> {
     if let Some(u) = user {
         return Ok(u);
     }
@@ -113,24 +130,10 @@ async fn list(
     let user = owner(cluster, user)?;
     // --mine filters here, not with Knox's md_ filter: 1.6 ignores that filter, and a token
     // labelled only by its comment (issued by 1.6 before an upgrade) would be left out.
-    let (status, body) = client.user_tokens(cluster, &user).await?;
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        return Ok(refusal(
-            exit::NOT_CONFIGURED,
-            "token management is not configured on this topology (getUserTokens answered 503)",
-        ));
-    }
-    if status == StatusCode::FORBIDDEN {
-        return Ok(refusal(exit::NOT_AUTHORIZED, &format!("not authorized to list the tokens of {user:?}")));
-    }
-    if !status.is_success() {
-        return Ok(refusal(
-            exit::REFUSED,
-            &format!("getUserTokens answered {status}: {}", crate::knox::error::snippet(&body)),
-        ));
-    }
-    let parsed: wire::UserTokens = serde_json::from_str(&body)
-        .with_context(|| format!("getUserTokens answered {status} with a body that is not a token list"))?;
+    let (parsed, body) = match user_tokens(cluster, client, &user).await? {
+        Ok(listed) => listed,
+        Err((code, message)) => return Ok(refusal(code, &message)),
+    };
     let mine: Vec<bool> = parsed.tokens.iter().map(|t| is_mine(t.metadata.as_ref(), how.ours)).collect();
     let mut out = std::io::stdout().lock();
     if how.json {
@@ -157,6 +160,30 @@ async fn list(
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Knox's list of `user`'s tokens, parsed, with its body; or the exit code and message of a
+/// refusal (503: no token management, 403: not allowed, any other non-success).
+pub(super) async fn user_tokens(
+    cluster: &Cluster,
+    client: &KnoxClient,
+    user: &str,
+) -> anyhow::Result<Result<(wire::UserTokens, String), (u8, String)>> {
+    let (status, body) = client.user_tokens(cluster, user).await?;
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        let why = "token management is not configured on this topology (getUserTokens answered 503)";
+        return Ok(Err((exit::NOT_CONFIGURED, why.into())));
+    }
+    if status == StatusCode::FORBIDDEN {
+        return Ok(Err((exit::NOT_AUTHORIZED, format!("not authorized to list the tokens of {user:?}"))));
+    }
+    if !status.is_success() {
+        let why = format!("getUserTokens answered {status}: {}", crate::knox::error::snippet(&body));
+        return Ok(Err((exit::REFUSED, why)));
+    }
+    let parsed: wire::UserTokens = serde_json::from_str(&body)
+        .with_context(|| format!("getUserTokens answered {status} with a body that is not a token list"))?;
+    Ok(Ok((parsed, body)))
 }
 
 /// One line of `tokens list`: every value from Knox escaped and shortened, times in RFC 3339
@@ -238,7 +265,7 @@ pub(super) fn explain(op: Op, status: u16, a: &Answer) -> (u8, String) {
     }
 }
 
-fn refusal(code: u8, message: &str) -> ExitCode {
+pub(super) fn refusal(code: u8, message: &str) -> ExitCode {
     tracing::error!("{message}");
     ExitCode::from(code)
 }

@@ -26,6 +26,9 @@ pub enum Purpose {
 /// The custom metadata name that holds the installation id (`md_tk_install`).
 pub const INSTALL_KEY: &str = "tk_install";
 
+/// The custom metadata name that holds the cluster's name (`md_tk_cluster`).
+pub const CLUSTER_KEY: &str = "tk_cluster";
+
 /// The parameters that label a token `identity` acquires for `cluster`, in the order sent.
 pub fn label_pairs(identity: &Identity, cluster: &str, purpose: Purpose) -> [(&'static str, String); 4] {
     let mut comment = format!("token-keeper {} on {} for {cluster}", identity.installation_id, identity.host);
@@ -57,6 +60,21 @@ pub fn is_mine(metadata: Option<&TokenMetadata>, installation_id: &str) -> bool 
         Some(Value::String(id)) => id == installation_id,
         Some(_) => false,
         None => m.comment.as_deref().is_some_and(|c| c.contains(&format!("token-keeper {installation_id} "))),
+    }
+}
+
+/// Which cluster a token of Knox's list was acquired for, by its `tk_cluster` custom metadata
+/// when Knox keeps any, else by the `for <cluster>` of its comment (Knox 1.6).
+pub fn cluster_of(metadata: Option<&TokenMetadata>) -> Option<String> {
+    let m = metadata?;
+    if let Some(Value::String(c)) = m.custom_metadata_map.as_ref().and_then(|map| map.get(CLUSTER_KEY)) {
+        return Some(c.clone());
+    }
+    // `token-keeper <id> on <host> for <cluster>[ (doctor)]`: every part is a single word.
+    let words: Vec<&str> = m.comment.as_deref()?.split(' ').collect();
+    match words.as_slice() {
+        ["token-keeper", _, "on", _, "for", cluster, ..] => Some((*cluster).to_owned()),
+        _ => None,
     }
 }
 
@@ -154,5 +172,25 @@ mod tests {
             assert_eq!(is_mine(Some(m), id), *want, "{m:?}");
         }
         assert!(!is_mine(None, id), "no metadata at all");
+    }
+
+    #[test]
+    fn a_token_names_its_cluster_by_metadata_else_by_comment() {
+        let meta = |json: serde_json::Value| -> TokenMetadata { serde_json::from_value(json).unwrap() };
+        // (metadata, cluster)
+        let cases = [
+            (serde_json::json!({"customMetadataMap": {"tk_cluster": "vc1"}, "comment": "token-keeper i on h for vc2"}), Some("vc1")),
+            (serde_json::json!({"comment": "token-keeper i on h for vc2"}), Some("vc2")),
+            (serde_json::json!({"comment": "token-keeper i on h for vc2 (doctor)"}), Some("vc2")),
+            (serde_json::json!({"customMetadataMap": {"tk_cluster": 7}, "comment": "token-keeper i on h for vc2"}), Some("vc2")),
+            (serde_json::json!({"comment": "token-keeper i on h"}), None),
+            (serde_json::json!({"comment": "someone else's token for vc2"}), None),
+            (serde_json::json!({}), None),
+        ];
+        for (json, want) in cases {
+            let m = meta(json);
+            assert_eq!(cluster_of(Some(&m)).as_deref(), want, "{m:?}");
+        }
+        assert_eq!(cluster_of(None), None);
     }
 }

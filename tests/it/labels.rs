@@ -127,3 +127,41 @@ fn labels_false_sends_none() {
         "{queries:?}"
     );
 }
+
+#[test]
+fn tokens_revoke_mine_revokes_this_installations_tokens_and_no_others() {
+    for version in [KnoxVersion::V1_6, KnoxVersion::V2_0] {
+        let sim = SimServer::start(SimOptions { version, ..SimOptions::default() });
+        // Installation a keeps two clusters of one user on one gateway; b is another one.
+        let keeper = |id: &str, names: &[&str]| {
+            let fx = Fixture::new();
+            let clusters: Vec<String> = names.iter().map(|n| fx.cluster(n, &sim.url(), "")).collect();
+            let text = format!("installation_id = \"{id}\"\n[defaults]\n{FAST}\n{}", clusters.join("\n"));
+            std::fs::write(&fx.config, text).unwrap();
+            assert_eq!(fx.cmd(&["once"]).status.code(), Some(0), "{version:?} {id}");
+            let ids: Vec<String> =
+                names.iter().map(|n| fx.json(n).unwrap()["token_id"].as_str().unwrap().to_owned()).collect();
+            (fx, ids)
+        };
+        let (a, a_ids) = keeper("keeper-a", &["vc1", "vc2"]);
+        let (_b, b_ids) = keeper("keeper-b", &["vc1"]);
+        let live = |id: &str| sim.stored_metadata(id).is_some();
+
+        let out = stdout(&a.cmd(&["tokens", "revoke", "--mine", "--cluster", "vc1"]));
+        assert!(out.contains(&format!("revoked {} (cluster \"vc1\"", a_ids[0])), "{version:?}:\n{out}");
+        assert!(out.contains("revoked 1 token(s) of installation keeper-a"), "{version:?}:\n{out}");
+        assert!(!live(&a_ids[0]) && live(&a_ids[1]) && live(&b_ids[0]), "{version:?}: only a's vc1 token");
+
+        let out = stdout(&a.cmd(&["tokens", "revoke", "--mine"]));
+        assert!(out.contains("revoked 1 token(s) of installation keeper-a; 0 already gone, 0 failed"), "{out}");
+        assert!(!live(&a_ids[1]) && live(&b_ids[0]), "{version:?}: a's vc2 token, still not b's");
+        let out = stdout(&a.cmd(&["tokens", "revoke", "--mine"]));
+        assert!(out.starts_with("revoked 0 token(s)"), "{version:?}: nothing left:\n{out}");
+
+        let out = a.cmd(&["tokens", "revoke", "--mine", "--cluster", "nope"]);
+        assert_eq!(out.status.code(), Some(1), "an unknown cluster fails as for the other verbs");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster named \"nope\""));
+        let out = a.cmd(&["tokens", "revoke"]);
+        assert_eq!(out.status.code(), Some(2), "a token id or --mine is required");
+    }
+}
