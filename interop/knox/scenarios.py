@@ -394,7 +394,7 @@ def labels_visible(ctx: Ctx) -> str:
     meta = entry["metadata"]
     comment = f"token-keeper {ours} on {host} for c"
     check(meta.get("comment") == comment, f"Knox kept the comment {comment!r}: {meta}")
-    labels = {"tk_install": ours, "tk_host": host, "tk_cluster": "c"}
+    labels = {"tk_install": ours, "tk_host": host, "tk_cluster": "c", "tk_generation": "1"}
     if filters:
         check(meta.get("customMetadataMap") == labels, f"Knox kept the md_ labels {labels}: {meta}")
     everyone = {t["tokenId"] for t in user_tokens(ctx, "rita")}

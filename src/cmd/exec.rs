@@ -13,7 +13,9 @@
 //!   revokes it afterwards. Publishing belongs to the one daemon that schedules refreshes and
 //!   revokes superseded tokens; a second writer would bump the generation and leave tokens
 //!   behind that nobody revokes. The child may also have handed the token on (a submitted
-//!   Spark job), so it is left to expire.
+//!   Spark job), so it is left to expire. Its comment ends in `(exec)` (`knox::labels`), so
+//!   the daemon's orphan sweep, which revokes this installation's tokens that nobody holds,
+//!   leaves it alone.
 //! - The child gets exec's own environment plus exactly one variable (`--env-var`, else the
 //!   cluster's `env_var`, else `CDE_TOKEN`). Passwords and cookies are never put in it, and
 //!   every descriptor exec opened is close-on-exec.
@@ -43,6 +45,7 @@ use signal_hook_tokio::SignalsInfo;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Cluster, ConfigError, Env};
+use crate::knox::labels::Purpose;
 use crate::knox::{KnoxClient, Token};
 use crate::output;
 use crate::secret::Secret;
@@ -229,7 +232,7 @@ fn asking_for(cluster: &Cluster, min_valid: Duration) -> Cluster {
 /// One acquisition, retrying transient failures for up to [`RETRY_FOR`].
 async fn acquire(cluster: &Cluster) -> anyhow::Result<Token> {
     let client = KnoxClient::new(&cluster.transport)?;
-    Ok(super::acquire_until(&client, cluster, Instant::now() + RETRY_FOR, None).await?)
+    Ok(super::acquire_until(&client, cluster, Purpose::Exec, Instant::now() + RETRY_FOR, None).await?)
 }
 
 /// Starts `command`, forwards signals to it until it exits, and returns its exit code.

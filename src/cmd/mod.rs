@@ -22,6 +22,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use crate::app;
 use crate::cli::{Cli, Command, LogFormat, TokensAction};
 use crate::config;
+use crate::knox::labels::Purpose;
 use crate::knox::{KnoxClient, KnoxError, Token};
 use crate::scheduler::retry_before;
 use crate::time::human;
@@ -112,6 +113,7 @@ fn init_tracing(level: Option<&str>, format: LogFormat) -> Result<(), String> {
 async fn acquire_until(
     client: &KnoxClient,
     cluster: &crate::config::Cluster,
+    purpose: Purpose,
     deadline: std::time::Instant,
     permits: Option<&tokio::sync::Semaphore>,
 ) -> Result<Token, KnoxError> {
@@ -120,9 +122,9 @@ async fn acquire_until(
         let result = match permits {
             Some(p) => {
                 let _permit = p.acquire().await;
-                client.acquire(cluster).await
+                client.acquire_for(cluster, purpose).await
             }
-            None => client.acquire(cluster).await,
+            None => client.acquire_for(cluster, purpose).await,
         };
         let e = match result {
             Ok(token) => return Ok(token),

@@ -21,6 +21,7 @@ use super::slot::{Slot, SlotId};
 use crate::config::Cluster;
 use crate::hooks;
 use crate::knox::answer::{self, Renewal, Revocation};
+use crate::knox::labels::Purpose;
 use crate::knox::{Flavor, KnoxClient, KnoxError, Op, Token};
 use crate::output::Published;
 use crate::secret::Secret;
@@ -195,7 +196,9 @@ async fn acquire(
     generation: u64,
     shutdown: &CancellationToken,
 ) -> Result<Token, AttemptError> {
-    let token = with_permit(permits, shutdown, client.acquire(cluster)).await?.map_err(AttemptError::Knox)?;
+    let token = with_permit(permits, shutdown, client.acquire_for(cluster, Purpose::Keep { generation }))
+        .await?
+        .map_err(AttemptError::Knox)?;
     publish(cluster, &token, generation).await?;
     Ok(token)
 }

@@ -98,13 +98,8 @@ impl KnoxClient {
         Ok(KnoxClient { http, transport: transport.clone() })
     }
 
-    /// Acquires a new token for `cluster` to keep (docs/knox.md §2).
-    pub async fn acquire(&self, cluster: &Cluster) -> Result<Token, KnoxError> {
-        self.acquire_for(cluster, Purpose::Keep).await
-    }
-
-    /// Acquires a new token for `cluster`, labelled for `purpose` unless the cluster has
-    /// `labels = false` (docs/knox.md §2.1).
+    /// Acquires a new token for `cluster` (docs/knox.md §2), labelled for `purpose` unless the
+    /// cluster has `labels = false` (§2.1).
     #[tracing::instrument(skip_all, fields(cluster = %cluster.name))]
     pub async fn acquire_for(&self, cluster: &Cluster, purpose: Purpose) -> Result<Token, KnoxError> {
         let mut url = cluster.token_url.clone();

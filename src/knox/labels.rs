@@ -1,12 +1,13 @@
 //! The labels token-keeper puts on every token it acquires (docs/knox.md §2.1), and how it
 //! recognises its own tokens in Knox's list again (§4.3).
 //!
-//! Four query parameters: `comment=token-keeper <id> on <host> for <cluster>` and the custom
-//! metadata `md_tk_install`, `md_tk_host`, `md_tk_cluster`. Knox stores them with managed
-//! tokens only, and a release that does not know a parameter ignores it: 1.6 keeps the comment
-//! only, 2.0 and later both, older releases neither. So a token is this installation's when its
-//! `tk_install` metadata is this installation's id, or, without that metadata, when its comment
-//! carries `token-keeper <id> `.
+//! Five query parameters: `comment=token-keeper <id> on <host> for <cluster>` and the custom
+//! metadata `md_tk_install`, `md_tk_host`, `md_tk_cluster` and, for a token to keep,
+//! `md_tk_generation`. Knox stores them with managed tokens only, and a release that does not
+//! know a parameter ignores it: 1.6 keeps the comment only, 2.0 and later both, older releases
+//! neither. So a token is this installation's when its `tk_install` metadata is this
+//! installation's id, or, without that metadata, when its comment carries `token-keeper <id> `.
+//! The comment of a token that is not kept ends in ` (exec)` or ` (doctor)`.
 
 use serde_json::Value;
 use url::Url;
@@ -14,14 +15,24 @@ use url::Url;
 use super::wire::TokenMetadata;
 use crate::config::Identity;
 
-/// Why a token is acquired; doctor's short-lived test token says so in its comment.
+/// Why a token is acquired. Only a kept token is ever published; the others say what they
+/// are in their comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
-    /// A token to publish and keep (`run`, `once`, `exec`).
-    Keep,
+    /// A token to publish and keep (`run`, `once`) as this generation of the cluster's token.
+    Keep {
+        /// The generation it will be published as.
+        generation: u64,
+    },
+    /// A token `exec` hands to its command and leaves to expire, unpublished: it is in use
+    /// although nobody holds it, so the orphan sweep leaves it alone.
+    Exec,
     /// `doctor`'s test token, revoked at once.
     Doctor,
 }
+
+/// The comment's ending for a token of `exec`.
+const EXEC_SUFFIX: &str = " (exec)";
 
 /// The custom metadata name that holds the installation id (`md_tk_install`).
 pub const INSTALL_KEY: &str = "tk_install";
@@ -30,17 +41,23 @@ pub const INSTALL_KEY: &str = "tk_install";
 pub const CLUSTER_KEY: &str = "tk_cluster";
 
 /// The parameters that label a token `identity` acquires for `cluster`, in the order sent.
-pub fn label_pairs(identity: &Identity, cluster: &str, purpose: Purpose) -> [(&'static str, String); 4] {
+pub fn label_pairs(identity: &Identity, cluster: &str, purpose: Purpose) -> Vec<(&'static str, String)> {
     let mut comment = format!("token-keeper {} on {} for {cluster}", identity.installation_id, identity.host);
-    if purpose == Purpose::Doctor {
-        comment.push_str(" (doctor)");
+    match purpose {
+        Purpose::Keep { .. } => {}
+        Purpose::Exec => comment.push_str(EXEC_SUFFIX),
+        Purpose::Doctor => comment.push_str(" (doctor)"),
     }
-    [
+    let mut pairs = vec![
         ("comment", comment),
         ("md_tk_install", identity.installation_id.clone()),
         ("md_tk_host", identity.host.clone()),
         ("md_tk_cluster", cluster.to_owned()),
-    ]
+    ];
+    if let Purpose::Keep { generation } = purpose {
+        pairs.push(("md_tk_generation", generation.to_string()));
+    }
+    pairs
 }
 
 /// Appends the labels to `url`'s query, form-encoded by `url` (a space is `+`, `&` and `=`
@@ -61,6 +78,11 @@ pub fn is_mine(metadata: Option<&TokenMetadata>, installation_id: &str) -> bool 
         Some(_) => false,
         None => m.comment.as_deref().is_some_and(|c| c.contains(&format!("token-keeper {installation_id} "))),
     }
+}
+
+/// Whether a token of Knox's list is one `exec` handed to a command (its comment says so).
+pub fn is_exec(metadata: Option<&TokenMetadata>) -> bool {
+    metadata.and_then(|m| m.comment.as_deref()).is_some_and(|c| c.ends_with(EXEC_SUFFIX))
 }
 
 /// Which cluster a token of Knox's list was acquired for, by its `tk_cluster` custom metadata
@@ -94,9 +116,17 @@ mod tests {
             (
                 identity("0123abcd", "edge-1"),
                 "vc",
-                Purpose::Keep,
+                Purpose::Keep { generation: 7 },
                 None,
                 "comment=token-keeper+0123abcd+on+edge-1+for+vc&md_tk_install=0123abcd\
+                 &md_tk_host=edge-1&md_tk_cluster=vc&md_tk_generation=7",
+            ),
+            (
+                identity("0123abcd", "edge-1"),
+                "vc",
+                Purpose::Exec,
+                None,
+                "comment=token-keeper+0123abcd+on+edge-1+for+vc+%28exec%29&md_tk_install=0123abcd\
                  &md_tk_host=edge-1&md_tk_cluster=vc",
             ),
             (
@@ -111,18 +141,18 @@ mod tests {
             (
                 identity("id", "h&md_tk_install=evil"),
                 "a b+c/d?e#f%g",
-                Purpose::Keep,
+                Purpose::Exec,
                 None,
-                "comment=token-keeper+id+on+h%26md_tk_install%3Devil+for+a+b%2Bc%2Fd%3Fe%23f%25g\
+                "comment=token-keeper+id+on+h%26md_tk_install%3Devil+for+a+b%2Bc%2Fd%3Fe%23f%25g+%28exec%29\
                  &md_tk_install=id&md_tk_host=h%26md_tk_install%3Devil&md_tk_cluster=a+b%2Bc%2Fd%3Fe%23f%25g",
             ),
             (
                 identity("id", "hôte"),
                 "é",
-                Purpose::Keep,
+                Purpose::Keep { generation: 1 },
                 None,
                 "comment=token-keeper+id+on+h%C3%B4te+for+%C3%A9&md_tk_install=id&md_tk_host=h%C3%B4te\
-                 &md_tk_cluster=%C3%A9",
+                 &md_tk_cluster=%C3%A9&md_tk_generation=1",
             ),
         ];
         for (who, cluster, purpose, query, want) in cases {
@@ -135,7 +165,7 @@ mod tests {
             let read: Vec<(String, String)> = url.query_pairs().into_owned().collect();
             let sent: Vec<(String, String)> =
                 label_pairs(&who, cluster, purpose).into_iter().map(|(n, v)| (n.to_owned(), v)).collect();
-            assert_eq!(read[read.len() - 4..], sent[..], "{who:?}");
+            assert_eq!(read[read.len() - sent.len()..], sent[..], "{who:?}");
         }
     }
 
@@ -179,10 +209,16 @@ mod tests {
         let meta = |json: serde_json::Value| -> TokenMetadata { serde_json::from_value(json).unwrap() };
         // (metadata, cluster)
         let cases = [
-            (serde_json::json!({"customMetadataMap": {"tk_cluster": "vc1"}, "comment": "token-keeper i on h for vc2"}), Some("vc1")),
+            (
+                serde_json::json!({"customMetadataMap": {"tk_cluster": "vc1"}, "comment": "token-keeper i on h for vc2"}),
+                Some("vc1"),
+            ),
             (serde_json::json!({"comment": "token-keeper i on h for vc2"}), Some("vc2")),
             (serde_json::json!({"comment": "token-keeper i on h for vc2 (doctor)"}), Some("vc2")),
-            (serde_json::json!({"customMetadataMap": {"tk_cluster": 7}, "comment": "token-keeper i on h for vc2"}), Some("vc2")),
+            (
+                serde_json::json!({"customMetadataMap": {"tk_cluster": 7}, "comment": "token-keeper i on h for vc2"}),
+                Some("vc2"),
+            ),
             (serde_json::json!({"comment": "token-keeper i on h"}), None),
             (serde_json::json!({"comment": "someone else's token for vc2"}), None),
             (serde_json::json!({}), None),
@@ -192,5 +228,25 @@ mod tests {
             assert_eq!(cluster_of(Some(&m)).as_deref(), want, "{m:?}");
         }
         assert_eq!(cluster_of(None), None);
+    }
+
+    #[test]
+    fn exec_tokens_say_so_in_their_comment() {
+        let meta = |json: serde_json::Value| -> TokenMetadata { serde_json::from_value(json).unwrap() };
+        // (metadata, exec?)
+        let cases = [
+            (serde_json::json!({"comment": "token-keeper i on h for vc (exec)"}), true),
+            (serde_json::json!({"comment": "token-keeper i on h for vc"}), false),
+            (serde_json::json!({"comment": "token-keeper i on h for vc (doctor)"}), false),
+            (serde_json::json!({"customMetadataMap": {"tk_install": "i"}}), false),
+        ];
+        for (json, want) in cases {
+            let m = meta(json);
+            assert_eq!(is_exec(Some(&m)), want, "{m:?}");
+        }
+        assert!(!is_exec(None));
+        let who = Identity { installation_id: "i".into(), host: "h".into() };
+        let comment = &label_pairs(&who, "vc", Purpose::Exec)[0].1;
+        assert!(is_exec(Some(&meta(serde_json::json!({ "comment": comment })))), "{comment}");
     }
 }

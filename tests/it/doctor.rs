@@ -79,7 +79,10 @@ fn hold_tokens(fx: &Fixture, n: usize) {
     rt.block_on(async {
         let client = KnoxClient::new(&cluster.transport).unwrap();
         for _ in 0..n {
-            client.acquire(&cluster).await.unwrap();
+            client
+                .acquire_for(&cluster, token_keeper::knox::labels::Purpose::Keep { generation: 1 })
+                .await
+                .unwrap();
         }
     });
 }

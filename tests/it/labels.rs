@@ -43,7 +43,12 @@ fn labels_land_in_the_simulators_store() {
     let host = host();
     let (comment, custom) = sim.stored_metadata(&issued[0].token_id).expect("a stored token");
     assert_eq!(comment.as_deref(), Some(format!("token-keeper {id} on {host} for vc").as_str()));
-    let want = [("tk_install", id.as_str()), ("tk_host", host.as_str()), ("tk_cluster", "vc")];
+    let want = [
+        ("tk_install", id.as_str()),
+        ("tk_host", host.as_str()),
+        ("tk_cluster", "vc"),
+        ("tk_generation", "1"),
+    ];
     let want: Vec<(String, String)> = want.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
     assert_eq!(custom, want);
 
@@ -153,7 +158,10 @@ fn tokens_revoke_mine_revokes_this_installations_tokens_and_no_others() {
         assert!(!live(&a_ids[0]) && live(&a_ids[1]) && live(&b_ids[0]), "{version:?}: only a's vc1 token");
 
         let out = stdout(&a.cmd(&["tokens", "revoke", "--mine"]));
-        assert!(out.contains("revoked 1 token(s) of installation keeper-a; 0 already gone, 0 failed"), "{out}");
+        assert!(
+            out.contains("revoked 1 token(s) of installation keeper-a; 0 already gone, 0 failed"),
+            "{out}"
+        );
         assert!(!live(&a_ids[1]) && live(&b_ids[0]), "{version:?}: a's vc2 token, still not b's");
         let out = stdout(&a.cmd(&["tokens", "revoke", "--mine"]));
         assert!(out.starts_with("revoked 0 token(s)"), "{version:?}: nothing left:\n{out}");
@@ -164,4 +172,18 @@ fn tokens_revoke_mine_revokes_this_installations_tokens_and_no_others() {
         let out = a.cmd(&["tokens", "revoke"]);
         assert_eq!(out.status.code(), Some(2), "a token id or --mine is required");
     }
+}
+
+#[test]
+fn exec_labels_its_unpublished_token_as_exec() {
+    let sim = SimServer::start(SimOptions::default());
+    let fx = Fixture::new();
+    fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), "")]);
+    let out = fx.cmd(&["exec", "--", "true"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(fx.json("vc").is_none(), "exec publishes nothing");
+    let (comment, custom) = sim.stored_metadata(&sim.issued()[0].token_id).expect("a stored token");
+    let comment = comment.unwrap_or_default();
+    assert!(comment.starts_with("token-keeper ") && comment.ends_with(" for vc (exec)"), "{comment}");
+    assert!(custom.iter().all(|(n, _)| n != "tk_generation"), "not a kept generation: {custom:?}");
 }

@@ -23,7 +23,11 @@ use crate::text;
 
 /// Revokes this installation's tokens for every cluster of `config` (read from `origin`), or
 /// for `only`.
-pub(super) async fn revoke_all(config: &Config, origin: &Path, only: Option<&str>) -> anyhow::Result<ExitCode> {
+pub(super) async fn revoke_all(
+    config: &Config,
+    origin: &Path,
+    only: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let ours = config.identity.installation_id.as_str();
     // An unknown --cluster fails as it does for every verb that takes one.
     let clusters: Vec<&Cluster> = match only {
@@ -74,7 +78,12 @@ impl Tally {
 }
 
 /// Lists the tokens of `cluster`'s user and revokes those `select` picks.
-async fn revoke_for(cluster: &Cluster, ours: &str, only: Option<&str>, tally: &mut Tally) -> anyhow::Result<()> {
+async fn revoke_for(
+    cluster: &Cluster,
+    ours: &str,
+    only: Option<&str>,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
     let client = KnoxClient::new(&cluster.transport)?;
     let user = owner(cluster, None)?;
     let listed = match user_tokens(cluster, &client, &user).await? {
@@ -86,7 +95,8 @@ async fn revoke_for(cluster: &Cluster, ours: &str, only: Option<&str>, tally: &m
     };
     let mut flavor = Flavor::default();
     for id in select(&listed.tokens, ours, only, &tally.revoked) {
-        let (status, body) = client.token_op(cluster, Op::Revoke, &Secret::new(id.as_str()), &mut flavor).await?;
+        let (status, body) =
+            client.token_op(cluster, Op::Revoke, &Secret::new(id.as_str()), &mut flavor).await?;
         let parsed = answer::parse(&body);
         let shown = text::quote(&id, 128);
         if status.is_success() && parsed.ok != Some(false) {
@@ -106,7 +116,12 @@ async fn revoke_for(cluster: &Cluster, ours: &str, only: Option<&str>, tally: &m
 
 /// The ids of the tokens in Knox's list that this installation (`ours`) acquired, for
 /// `only` when it is given, that are not among `done`.
-fn select(tokens: &[wire::UserToken], ours: &str, only: Option<&str>, done: &BTreeSet<String>) -> Vec<String> {
+fn select(
+    tokens: &[wire::UserToken],
+    ours: &str,
+    only: Option<&str>,
+    done: &BTreeSet<String>,
+) -> Vec<String> {
     tokens
         .iter()
         .filter(|t| is_mine(t.metadata.as_ref(), ours))
