@@ -414,3 +414,33 @@ def labels_visible(ctx: Ctx) -> str:
     check(mine == [tid], f"tokens list --mine --json is Knox's list of ours: {mine}")
     shown = {"comment": meta.get("comment"), "customMetadataMap": meta.get("customMetadataMap")}
     return f"Knox {ctx.target.knox_version} kept {json.dumps(shown)}; --mine lists 1 of {len(everyone)}"
+
+
+@scenario
+def revoke_mine(ctx: Ctx) -> str:
+    # One installation on two keepers (two Pods of one Deployment, say), and another one; all
+    # of user wendy.
+    mine = {"installation_id": "interop-mine"}
+    a = Keeper(ctx.binary, ctx.target, ctx.dir / "a", user="wendy", top=mine)
+    b = Keeper(ctx.binary, ctx.target, ctx.dir / "b", user="wendy", top=mine)
+    other = Keeper(ctx.binary, ctx.target, ctx.dir / "other", user="wendy", top={"installation_id": "interop-other"})
+    for k in (a, b, other):
+        check(k.once().returncode == 0, f"once exits 0 in {k.dir.name}")
+    ids = {k.dir.name: k.published()["token_id"] for k in (a, b, other)}
+    listed = {t["tokenId"] for t in user_tokens(ctx, "wendy")}
+    check(set(ids.values()) <= listed, f"Knox lists all three tokens {ids}: {listed}")
+
+    r = a.verb("tokens", "revoke", "--mine")
+    a.append_log("tokens revoke --mine", r)
+    check(r.returncode == 0, f"tokens revoke --mine exits 0, got {r.returncode}: {r.stderr[-300:]}")
+    check("revoked 2 token(s) of installation interop-mine; 0 already gone, 0 failed" in r.stdout,
+          f"it revoked both keepers' tokens: {r.stdout[-500:]}")
+    listed = {t["tokenId"] for t in user_tokens(ctx, "wendy")}
+    check(ids["a"] not in listed and ids["b"] not in listed, f"Knox no longer lists {ids['a']}, {ids['b']}: {listed}")
+    check(ids["other"] in listed, f"the other installation's {ids['other']} is untouched: {listed}")
+    check(a.bearer(a.published()["access_token"]) == 401, "a revoked token is refused (401)")
+    check(other.bearer(other.published()["access_token"]) == 200, "the other installation's still works")
+    r = a.verb("tokens", "revoke", "--mine")
+    check(r.returncode == 0 and r.stdout.startswith("revoked 0 token(s)"), f"a second run finds none: {r.stdout}")
+    return f"revoked both tokens of installation interop-mine, kept the other installation's ({len(listed)} left listed)"
+

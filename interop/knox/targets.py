@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 USERS = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
     "ken", "leo", "mia", "nick", "olga", "pam", "quinn", "rita",
+    "wendy",
 ]
 NOT_RENEWERS = {"bob"}
 TOKEN_LIMIT = 4  # gateway.knox.token.limit.per.user: small, so leaks show
