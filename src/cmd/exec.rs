@@ -43,6 +43,7 @@ use signal_hook_tokio::SignalsInfo;
 use tracing::{debug, error, info, warn};
 
 use crate::config::{self, Cluster, ConfigError, Env};
+use crate::knox::labels::Purpose;
 use crate::knox::{KnoxClient, Token};
 use crate::output;
 use crate::secret::Secret;
@@ -229,7 +230,7 @@ fn asking_for(cluster: &Cluster, min_valid: Duration) -> Cluster {
 /// One acquisition, retrying transient failures for up to [`RETRY_FOR`].
 async fn acquire(cluster: &Cluster) -> anyhow::Result<Token> {
     let client = KnoxClient::new(&cluster.transport)?;
-    Ok(super::acquire_until(&client, cluster, Instant::now() + RETRY_FOR, None).await?)
+    Ok(super::acquire_until(&client, cluster, Instant::now() + RETRY_FOR, None, Purpose::Exec).await?)
 }
 
 /// Starts `command`, forwards signals to it until it exits, and returns its exit code.

@@ -106,20 +106,22 @@ fn init_tracing(level: Option<&str>, format: LogFormat) -> Result<(), String> {
 /// One acquisition for a one-shot verb (`once`, `exec`): transient failures are retried with
 /// backoff while the retry would start before `deadline` (`scheduler::retry_before`), and
 /// each retry is logged. `permits`, if given, is held for each request, not while waiting.
+/// `purpose` labels the token (docs/knox.md §2.1).
 async fn acquire_until(
     client: &KnoxClient,
     cluster: &crate::config::Cluster,
     deadline: std::time::Instant,
     permits: Option<&tokio::sync::Semaphore>,
+    purpose: crate::knox::labels::Purpose,
 ) -> Result<Token, KnoxError> {
     let mut failures = 0;
     loop {
         let result = match permits {
             Some(p) => {
                 let _permit = p.acquire().await;
-                client.acquire(cluster).await
+                client.acquire_for(cluster, purpose).await
             }
-            None => client.acquire(cluster).await,
+            None => client.acquire_for(cluster, purpose).await,
         };
         let e = match result {
             Ok(token) => return Ok(token),

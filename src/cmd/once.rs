@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 use crate::app::{load_config, warn_insecure};
 use crate::config::Cluster;
 use crate::keeper;
+use crate::knox::labels::Purpose;
 use crate::knox::{Clients, KnoxClient};
 use crate::output::{self, Freshness};
 use crate::time::human;
@@ -67,7 +68,7 @@ async fn once_cluster(
         }
     }
     let generation = existing.map_or(0, |p| p.generation).saturating_add(1);
-    match super::acquire_until(&client, &cluster, deadline, Some(&permits)).await {
+    match super::acquire_until(&client, &cluster, deadline, Some(&permits), Purpose::Keep).await {
         Ok(token) => {
             if keeper::publish(&cluster, &token, generation).await.is_err() {
                 return false;

@@ -21,7 +21,15 @@ pub enum Purpose {
     Keep,
     /// `doctor`'s test token, revoked at once.
     Doctor,
+    /// `exec`'s token for its child, never published: the orphan sweep leaves it alone.
+    Exec,
 }
+
+/// What a `doctor` token's comment ends with.
+pub const DOCTOR_SUFFIX: &str = " (doctor)";
+
+/// What an `exec` token's comment ends with.
+pub const EXEC_SUFFIX: &str = " (exec)";
 
 /// The custom metadata name that holds the installation id (`md_tk_install`).
 pub const INSTALL_KEY: &str = "tk_install";
@@ -29,8 +37,10 @@ pub const INSTALL_KEY: &str = "tk_install";
 /// The parameters that label a token `identity` acquires for `cluster`, in the order sent.
 pub fn label_pairs(identity: &Identity, cluster: &str, purpose: Purpose) -> [(&'static str, String); 4] {
     let mut comment = format!("token-keeper {} on {} for {cluster}", identity.installation_id, identity.host);
-    if purpose == Purpose::Doctor {
-        comment.push_str(" (doctor)");
+    match purpose {
+        Purpose::Keep => {}
+        Purpose::Doctor => comment.push_str(DOCTOR_SUFFIX),
+        Purpose::Exec => comment.push_str(EXEC_SUFFIX),
     }
     [
         ("comment", comment),
