@@ -414,3 +414,91 @@ def labels_visible(ctx: Ctx) -> str:
     check(mine == [tid], f"tokens list --mine --json is Knox's list of ours: {mine}")
     shown = {"comment": meta.get("comment"), "customMetadataMap": meta.get("customMetadataMap")}
     return f"Knox {ctx.target.knox_version} kept {json.dumps(shown)}; --mine lists 1 of {len(everyone)}"
+
+
+def listed(ctx: Ctx, user: str, topology: str) -> dict[str, bool]:
+    """Knox's getUserTokens for `user` through `topology`: token id → enabled."""
+    q = urllib.parse.urlencode({"userName": user})
+    status, body = http(f"{ctx.target.token_url(topology)}/getUserTokens?{q}", ctx.target.ca_file, user=user)
+    check(status == 200, f"getUserTokens through {topology} answers 200, got {status}: {body[:300]!r}")
+    return {t["tokenId"]: t.get("metadata", {}).get("enabled", True) in (True, "true")
+            for t in json.loads(body)["tokens"]}
+
+
+def knox_at_least(ctx: Ctx, major: int, minor: int) -> bool:
+    return tuple(int(x) for x in ctx.target.knox_version.split(".")[:2]) >= (major, minor)
+
+
+@scenario
+def eviction_guard(ctx: Ctx) -> str:
+    user, topology, interval = "tina", "evict_long", 30
+    textfile = ctx.dir / "metrics.prom"
+    k = ctx.keeper(user, topology=topology, revoke_superseded_after="1s",
+                   top={"eviction_check_interval": f"{interval}s", "server": {"metrics_textfile": str(textfile)}})
+    with k.running():
+        p1 = k.wait_generation(1)
+        old = p1["token_id"]
+        check(listed(ctx, user, topology).get(old) is True, f"Knox lists {old} enabled")
+        if knox_at_least(ctx, 2, 0):
+            # Another client of the same user (plain HTTP, the user's Basic credentials) mints
+            # until REMOVE_OLDEST evicts the keeper's token.
+            how, minted = "REMOVE_OLDEST evicted it", 0
+            while old in listed(ctx, user, topology):
+                check(minted < 2 * TOKEN_LIMIT, f"Knox should have evicted {old} after {minted} tokens")
+                status, body = http(ctx.target.token_url(topology), ctx.target.ca_file, user=user)
+                check(status == 200, f"the other client's acquisition answers 200, got {status}: {body[:200]!r}")
+                minted += 1
+            reason, how = "removed", f"{how} after {minted} tokens of another client"
+        else:
+            # Knox 1.6 has no REMOVE_OLDEST (it came with 2.0): an administrator's disable instead.
+            r = k.verb("tokens", "disable", old)
+            check(r.returncode == 0, f"tokens disable exits 0, got {r.returncode}: {r.stderr[-300:]}")
+            reason, how = "disabled", "no REMOVE_OLDEST before 2.0: disabled through the API"
+        gone_at = time.monotonic()
+        p2 = wait_for("a new token after the eviction",
+                      lambda: (p := k.published()) and p["token_id"] != old and p, interval + 30)
+        took = time.monotonic() - gone_at
+        check(took <= interval + 30, f"republished within the interval plus slack: {took:.1f}s")
+        new = p2["token_id"]
+        check(listed(ctx, user, topology).get(new) is True, f"Knox lists the new token {new} enabled")
+        check(k.bearer(p2["access_token"]) == 200, "the Bearer topology accepts the new token")
+        said = k.messages("published token revoked on the server, replacing it")
+        check(len(said) == 1 and said[0].get("token_id") == old and said[0].get("reason") == reason,
+              f"one WARN line for {old} with reason={reason}: {said}")
+        row = json.loads(k.verb("status", "--json").stdout)[0]
+        check((row.get("last_eviction") or {}).get("reason") == reason and row["last_eviction"]["token_id"] == old,
+              f"status --json says why: {row.get('last_eviction')}")
+        want = 'token_keeper_token_evicted_total{cluster="c"} 1'
+        wait_for("the evicted counter", lambda: textfile.exists() and want in textfile.read_text(), 10)
+    return f"Knox {ctx.target.knox_version}: {how}; republished {took:.1f}s later (interval {interval}s), " \
+           f"new token enabled and accepted, status and metric say {reason}"
+
+
+@scenario
+def orphan_sweep(ctx: Ctx) -> str:
+    user, install = "uma", "interop-sweep"
+    # A previous run of this installation leaves a token behind, and its files are deleted.
+    before = Keeper(ctx.binary, ctx.target, ctx.dir / "before", user=user, top={"installation_id": install})
+    check(before.once().returncode == 0, "the earlier run's once exits 0")
+    leftover = before.published()["token_id"]
+    for f in before.out.iterdir():
+        f.unlink()
+    # Another installation's token of the same user, on the same host.
+    other = Keeper(ctx.binary, ctx.target, ctx.dir / "other", user=user, top={"installation_id": "interop-other"})
+    check(other.once().returncode == 0, "the other installation's once exits 0")
+    theirs = other.published()["token_id"]
+    check({leftover, theirs} <= set(listed(ctx, user, "token")), "Knox lists both before the sweep")
+
+    k = Keeper(ctx.binary, ctx.target, ctx.dir / "main", user=user,
+               top={"installation_id": install, "eviction_check_interval": "0s"})
+    with k.running():
+        mine = k.wait_generation(1)["token_id"]
+        said = wait_for("the orphan sweep", lambda: k.messages("orphan token revoked"), 60)
+    check(len(said) == 1 and said[0].get("token_id") == leftover and said[0].get("cluster") == "c",
+          f"one line for the leftover {leftover} of cluster c: {said}")
+    now = listed(ctx, user, "token")
+    check(leftover not in now, f"the leftover {leftover} is gone from getUserTokens")
+    check(theirs in now and mine in now, f"the other installation's {theirs} and the keeper's own {mine} stay")
+    by = "tk_install/tk_host metadata" if knox_at_least(ctx, 2, 0) else "the comment (1.6 keeps no md_)"
+    return f"Knox {ctx.target.knox_version}: leftover revoked at start, matched by {by}; " \
+           f"another installation's token untouched"
