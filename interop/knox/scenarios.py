@@ -455,6 +455,7 @@ def eviction_guard(ctx: Ctx) -> str:
             check(r.returncode == 0, f"tokens disable exits 0, got {r.returncode}: {r.stderr[-300:]}")
             reason, how = "disabled", "no REMOVE_OLDEST before 2.0: disabled through the API"
         gone_at = time.monotonic()
+        check(k.bearer(p1["access_token"]) == 401, f"the {reason} token answers 401 on the Bearer topology")
         p2 = wait_for("a new token after the eviction",
                       lambda: (p := k.published()) and p["token_id"] != old and p, interval + 30)
         took = time.monotonic() - gone_at

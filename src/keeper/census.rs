@@ -263,12 +263,16 @@ pub(super) fn after_failure(error: &CensusError, now: Instant, interval: Duratio
 
 /// The published token of a cluster is `gone` on the server (seen at `now`, `wall` on this
 /// host's clock): it is replaced at once, counted, said, and remembered for `status`; a
-/// removed token is not revoked again once replaced.
+/// removed token is not revoked again once replaced. A token already said to be gone (its
+/// replacement failed) is only tried again: said and counted once.
 pub(super) fn evicted(state: &mut State, gone: Gone, now: Instant, wall: SystemTime) -> Vec<Effect> {
     let token_id = state.token.as_ref().map_or("-", Token::id).to_owned();
-    let eviction = Eviction { reason: gone.as_str().to_owned(), at: wall, token_id: token_id.clone() };
     state.guard.due = true;
     state.guard.replaced_at = Some(now);
+    if state.guard.last.as_ref().is_some_and(|e| e.token_id == token_id && e.reason == gone.as_str()) {
+        return vec![Effect::Replan];
+    }
+    let eviction = Eviction { reason: gone.as_str().to_owned(), at: wall, token_id: token_id.clone() };
     state.guard.gone = (gone == Gone::Removed).then(|| token_id.clone());
     state.guard.last = Some(eviction);
     if let Some(h) = &mut state.held {

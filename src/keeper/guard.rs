@@ -258,7 +258,11 @@ impl Keeper {
             host: &self.config.identity.host,
             held: &held,
             sent_knox_ms: sent_ms.saturating_add(offset),
-            acquiring: members.iter().any(|s| s.state.in_flight),
+            // A cluster whose user is not known yet (no token) may be acquiring one for it.
+            acquiring: self.slots.values().any(|s| {
+                s.state.in_flight
+                    && census::group_key(&s.cluster, s.state.token.as_ref()).is_none_or(|k| &k == key)
+            }),
             clusters: &clusters,
         };
         let orphans = sweep::orphans(listed, &scope);

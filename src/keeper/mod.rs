@@ -14,12 +14,15 @@
 //! - `adopt`: taking over a token published before this start;
 //! - `warnings`: what a new token is warned about, once;
 //! - `reload`: what a new config means for each running cluster;
-//! - `report`: the first round (READY=1) and the STATUS= line.
+//! - `report`: the first round (READY=1) and the STATUS= line;
+//! - `census`: the eviction guard's judgement of one `getUserTokens` list per gateway and
+//!   user, its budget, and what a token found gone does to its cluster;
+//! - `sweep`: which tokens of that list are this installation's orphans.
 //!
 //! `slot` holds the state they read and write, and `log` every line they ask for (as data,
 //! turned into its `tracing` call in one place).
 //!
-//! The loop (this file, with `effect` and `timers`) waits for whichever comes first: the
+//! The loop (this file, with `effect`, `timers` and `guard`) waits for whichever comes first: the
 //! next due instant, an outcome, a new config, a refresh request, or shutdown. It feeds the
 //! event to a transition and performs the effects; `tasks` holds the work that waits on Knox
 //! or the disk. Nothing polls: an idle keeper wakes once per refresh, and at most once a

@@ -21,10 +21,14 @@ fn long_sim(opts: SimOptions) -> SimServer {
 
 /// A config with `top` keys above `[defaults]` and one cluster `vc` against `sim`.
 fn write(fx: &Fixture, top: &str, defaults: &str, sim: &SimServer) -> std::path::PathBuf {
+    write_clusters(fx, top, defaults, &[fx.cluster("vc", &sim.url(), "")])
+}
+
+/// A config with `top` keys above `[defaults]` and `clusters`; returns the metrics textfile.
+fn write_clusters(fx: &Fixture, top: &str, defaults: &str, clusters: &[String]) -> std::path::PathBuf {
     let textfile = fx.path().join("metrics.prom");
     let server = format!("[server]\nmetrics_textfile = \"{}\"\n", textfile.display());
-    let cluster = fx.cluster("vc", &sim.url(), "");
-    let text = format!("{top}\n{server}[defaults]\n{FAST}{defaults}\n{cluster}");
+    let text = format!("{top}\n{server}[defaults]\n{FAST}{defaults}\n{}", clusters.concat());
     std::fs::write(&fx.config, text).unwrap();
     textfile
 }
@@ -86,12 +90,23 @@ fn status_row(fx: &Fixture) -> serde_json::Value {
 fn a_token_disabled_through_the_api_is_replaced_within_the_interval() {
     let sim = long_sim(SimOptions::default());
     let fx = Fixture::new();
-    let textfile = write(&fx, "eviction_check_interval = \"30s\"", "revoke_superseded_after = \"0s\"", &sim);
+    // Two clusters of one gateway and user: one census serves both.
+    let clusters = [fx.cluster("vc", &sim.url(), ""), fx.cluster("vc2", &sim.url(), "")];
+    let textfile = write_clusters(
+        &fx,
+        "eviction_check_interval = \"30s\"",
+        "revoke_superseded_after = \"0s\"",
+        &clusters,
+    );
+    let started = Instant::now();
     let daemon = Daemon::run(&fx);
     assert!(wait_until(WAIT, || published_id(&fx).is_some() && censuses(&sim) >= 1), "{}", daemon.log());
     let old = published_id(&fx).unwrap();
+    let vc2 = || fx.json("vc2").and_then(|j| j["token_id"].as_str().map(str::to_owned));
+    assert!(wait_until(WAIT, || vc2().is_some()), "{}", daemon.log());
+    let other = vc2().unwrap();
 
-    let out = fx.cmd(&["tokens", "disable", &old]);
+    let out = fx.cmd(&["tokens", "disable", "--cluster", "vc", &old]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let (new, took) = wait_replaced(&fx, &daemon, &old, Instant::now());
     assert!(took < INTERVAL + WAIT, "took {took:?}");
@@ -100,6 +115,10 @@ fn a_token_disabled_through_the_api_is_replaced_within_the_interval() {
     let line = daemon.log().lines().find(|l| l.contains("revoked on the server")).unwrap().to_owned();
     assert!(line.contains(&format!("token_id={old}")) && line.contains("reason=disabled"), "{line}");
     assert!(sim.stored_metadata(&new).is_some(), "the new token is stored and valid");
+    assert_eq!(vc2(), Some(other), "the other cluster's token is left alone");
+    // One census per interval for the group, not one per cluster.
+    let most = started.elapsed().as_secs() / INTERVAL.as_secs() + 1;
+    assert!(censuses(&sim) as u64 <= most, "{} censuses in {:?}", censuses(&sim), started.elapsed());
     // A disabled token still counts toward the limit: the superseded path revokes it.
     assert!(wait_until(WAIT, || sim.revocations().contains(&old)), "{}", daemon.log());
 

@@ -225,6 +225,12 @@ fn a_gone_token_is_replaced_at_once_said_counted_and_not_revoked_again() {
         other => panic!("{other:?}"),
     }
     assert!(!state.guard.due && state.in_flight);
+    // The replacement failed and the token is still gone an interval later: tried again,
+    // but said and counted once.
+    state.in_flight = false;
+    let effects = evicted(&mut state, Gone::Removed, t0 + 7 * MIN, wall);
+    assert_eq!(describe(t0, &effects), ["replan"]);
+    assert!(state.guard.due && state.guard.replaced_at == Some(t0 + 7 * MIN));
     // A disabled token is revoked as usual once replaced (it still counts toward the limit).
     let mut state = holding(&c, token(t0, Some(H)));
     evicted(&mut state, Gone::Disabled, t0, wall);
