@@ -72,22 +72,27 @@ impl Group {
 }
 
 impl Censuses {
-    /// The first round is complete (or a reload applied): work the groups out now, and
-    /// start again after a census that found no API.
-    pub(super) fn rescan_now(&mut self, now: Instant) {
+    /// The first round is complete (or a reload applied): work the groups out now, start
+    /// again after a census that found no API, and take the next census within `every` (the
+    /// interval may have changed; the hourly budget still holds).
+    pub(super) fn rescan_now(&mut self, now: Instant, every: Option<Duration>) {
         self.scan_at = Some(now);
         for g in self.groups.values_mut() {
             g.stopped = false;
             g.said_failure = false;
+            if let Some(every) = every {
+                g.next = g.next.min(later(now, every));
+            }
         }
     }
 }
 
 impl Keeper {
-    /// How often a group's census runs: the guard's interval, else the sweep's; `None` when
-    /// both are off.
-    fn census_every(&self) -> Option<Duration> {
-        self.config.eviction_check_interval.or(self.config.orphan_sweep_interval)
+    /// How often a group's census runs: the shorter of the guard's and the sweep's intervals;
+    /// `None` when both are off.
+    pub(super) fn census_every(&self) -> Option<Duration> {
+        let (guard, sweep) = (self.config.eviction_check_interval, self.config.orphan_sweep_interval);
+        guard.into_iter().chain(sweep).min()
     }
 
     /// When the loop has census work next.
@@ -164,10 +169,11 @@ impl Keeper {
     /// A census came back.
     pub(super) fn on_census(&mut self, done: CensusDone) {
         let now = Instant::now();
-        let Some(every) = self.census_every() else { return };
         let CensusDone { key, via, sent, sent_ms, result } = done;
+        let every = self.census_every();
         let Some(group) = self.censuses.groups.get_mut(&key) else { return };
         group.in_flight = false;
+        let Some(every) = every else { return };
         let listed = match result {
             Ok(listed) => listed,
             Err(error) => {

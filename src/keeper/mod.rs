@@ -335,7 +335,7 @@ impl Keeper {
             let _ = tx.send(round);
         }
         // The censuses start once every cluster has had its first go.
-        self.censuses.rescan_now(Instant::now());
+        self.censuses.rescan_now(Instant::now(), self.census_every());
     }
 
     /// One STATUS= line for systemd ([`report::status_line`]).

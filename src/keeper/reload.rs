@@ -79,7 +79,7 @@ impl Keeper {
         let Counts { kept, changed, added } = counts;
         info!(kept, changed, added, removed, "config applied");
         if self.first_round.is_none() {
-            self.censuses.rescan_now(Instant::now());
+            self.censuses.rescan_now(Instant::now(), self.census_every());
         }
         for id in to_plan {
             self.replan(id);

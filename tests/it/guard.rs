@@ -213,3 +213,26 @@ fn the_orphan_sweep_revokes_only_this_installations_leftovers_on_this_host() {
         assert!(wait_until(WAIT, || metrics().lines().any(|l| l == want)), "{}", metrics());
     }
 }
+
+#[test]
+fn without_token_management_the_guard_says_so_once_and_stops_until_a_reload() {
+    let sim = long_sim(SimOptions::default());
+    let fx = Fixture::new();
+    write(&fx, "eviction_check_interval = \"30s\"", "", &sim);
+    // A managed token published before the start, which the daemon takes over; then the
+    // gateway loses its token management (getUserTokens answers 503).
+    assert!(fx.cmd(&["once"]).status.success());
+    sim.set_managed(false);
+    let daemon = Daemon::run(&fx);
+    let stop = "the eviction guard and the orphan sweep stop for this gateway and user until a reload";
+    daemon.wait_log(stop, 1);
+    assert_eq!(censuses(&sim), 1);
+    assert!(daemon.log().lines().any(|l| l.contains(stop) && l.contains(" INFO ")), "{}", daemon.log());
+    // A reload of a changed config starts it again: one more census, said once more.
+    write(&fx, "eviction_check_interval = \"40s\"", "", &sim);
+    daemon.signal(libc::SIGHUP);
+    daemon.wait_log("config applied", 1);
+    daemon.wait_log(stop, 2);
+    assert_eq!(censuses(&sim), 2, "{}", daemon.log());
+    assert_eq!(daemon.count("orphan token revoked") + daemon.count("revoked on the server"), 0);
+}
