@@ -263,7 +263,7 @@ impl Keeper {
         let scope = Scope {
             host: &self.config.identity.host,
             held: &held,
-            sent_knox_ms: sent_ms.saturating_add(offset),
+            sent_knox_ms: sweep::census_knox_ms(sent_ms, offset),
             // A cluster whose user is not known yet (no token) may be acquiring one for it.
             acquiring: self.slots.values().any(|s| {
                 s.state.in_flight
@@ -322,8 +322,11 @@ fn census_failed(group: &mut Group, key: &GroupKey, error: &CensusError, now: In
             %origin, %user,
             "{why}: the eviction guard and the orphan sweep try again in an hour"
         ),
+        CensusError::Transient(why) if first => {
+            info!(%origin, %user, "listing the user's tokens failed: {why}; trying again in {}", human(every))
+        }
         CensusError::Transient(why) => {
-            debug!(%origin, %user, "listing the user's tokens failed: {why}; trying again in {}", human(every))
+            debug!(%origin, %user, "listing the user's tokens failed again: {why}; trying again in {}", human(every))
         }
         _ => {}
     }

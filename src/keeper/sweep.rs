@@ -41,6 +41,19 @@ pub(super) struct Scope<'a> {
     pub(super) clusters: &'a [String],
 }
 
+/// Knox's clock when a census was sent at `sent_ms` (this host's clock, epoch ms), given the
+/// offset measured at the last acquisition (Knox's clock minus ours, from its `Date` header,
+/// `knox::client::knox_clock`). That header has one-second resolution, so an offset within a
+/// second is no measurement: the clocks count as equal, and a leftover acquired half a second
+/// before the census is not taken for a token issued after it.
+pub(super) fn census_knox_ms(sent_ms: i64, offset_ms: i64) -> i64 {
+    if offset_ms.unsigned_abs() <= 1000 {
+        sent_ms
+    } else {
+        sent_ms.saturating_add(offset_ms)
+    }
+}
+
 /// The orphans of `listed`, at most [`MAX_PER_SWEEP`], in Knox's order (oldest first).
 pub(super) fn orphans(listed: &[Listed], scope: &Scope<'_>) -> Vec<Orphan> {
     let Some(first) = scope.clusters.first() else { return Vec::new() };

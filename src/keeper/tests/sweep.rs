@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use super::super::census::Listed;
-use super::super::sweep::{orphans, Orphan, Scope, MAX_PER_SWEEP};
+use super::super::sweep::{census_knox_ms, orphans, Orphan, Scope, MAX_PER_SWEEP};
 
 fn token(id: &str, mine: bool, host: Option<&str>, issued_ms: Option<i64>) -> Listed {
     Listed {
@@ -62,4 +62,21 @@ fn only_this_installations_unheld_tokens_on_this_host_are_orphans() {
     let got = orphans(&many, &scope);
     assert_eq!(got.len(), MAX_PER_SWEEP);
     assert_eq!((got[0].token_id.as_str(), got[31].token_id.as_str()), ("t00", "t31"));
+}
+
+#[test]
+fn the_census_time_on_knoxs_clock_ignores_offsets_within_the_date_headers_resolution() {
+    // (sent, offset) → Knox's clock
+    let cases = [
+        (10_000, 0, 10_000),
+        (10_000, -511, 10_000),
+        (10_000, 1000, 10_000),
+        (10_000, -1001, 8_999),
+        (10_000, 7_200_000, 7_210_000),
+        (i64::MAX, i64::MAX, i64::MAX),
+        (0, i64::MIN, i64::MIN),
+    ];
+    for (sent, offset, want) in cases {
+        assert_eq!(census_knox_ms(sent, offset), want, "{sent} {offset}");
+    }
 }
