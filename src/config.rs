@@ -27,6 +27,7 @@
 
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -65,6 +66,14 @@ pub const DEFAULT_ENV_VAR: &str = "CDE_TOKEN";
 /// well under a second on loopback, few enough not to flood a gateway or run out of file
 /// descriptors under the default 1,024 limit.
 const DEFAULT_MAX_CONCURRENT_REQUESTS: usize = 16;
+
+/// How often the published managed tokens are checked against Knox's list of the user's
+/// tokens (`eviction_check_interval`): 12 requests per gateway and user an hour.
+pub const DEFAULT_EVICTION_CHECK_INTERVAL: Duration = Duration::from_secs(300);
+
+/// How often this installation's tokens that it no longer holds are looked for and revoked
+/// (`orphan_sweep_interval`), besides once at start.
+pub const DEFAULT_ORPHAN_SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// A config file that could not be used. Maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -136,11 +145,36 @@ impl Config {
         let defaults = raw.defaults.resolve("[defaults]", &Knobs::builtin(), env).map_err(fail)?;
         let clusters = resolve_clusters(raw.clusters, &defaults, &identity, env).map_err(fail)?;
         let server = raw.server.map(|rs| rs.resolve(env)).transpose().map_err(fail)?.unwrap_or_default();
+        let interval = |key: &str, value: &Option<String>, default: Duration, span: limits::OffOr| match value
+        {
+            None => Ok(Some(default)),
+            Some(v) => {
+                let d = humantime::parse_duration(v)
+                    .map_err(|e| format!("{key}: {v:?} is not a duration like \"90s\" or \"5m\": {e}"))?;
+                span.check(key, v, d)
+            }
+        };
+        let eviction_check_interval = interval(
+            "eviction_check_interval",
+            &raw.eviction_check_interval,
+            DEFAULT_EVICTION_CHECK_INTERVAL,
+            limits::EVICTION_CHECK_INTERVAL,
+        )
+        .map_err(fail)?;
+        let orphan_sweep_interval = interval(
+            "orphan_sweep_interval",
+            &raw.orphan_sweep_interval,
+            DEFAULT_ORPHAN_SWEEP_INTERVAL,
+            limits::ORPHAN_SWEEP_INTERVAL,
+        )
+        .map_err(fail)?;
         // The default cluster also owns ~/.cde/token; with several clusters and none marked,
         // nobody does, which is fine: scripts then name their cluster's file.
         Ok(Config {
             source: None,
             max_concurrent_requests,
+            eviction_check_interval,
+            orphan_sweep_interval,
             clusters,
             server,
             identity,
@@ -161,6 +195,8 @@ impl Config {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     max_concurrent_requests: Option<usize>,
+    eviction_check_interval: Option<String>,
+    orphan_sweep_interval: Option<String>,
     installation_id: Option<String>,
     server: Option<RawServer>,
     #[serde(default)]

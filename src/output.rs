@@ -59,6 +59,20 @@ pub struct Published {
     /// When it was last renewed (this host's clock), if ever: its current lifetime starts
     /// there, not at `acquired_at`.
     pub renewed_at: Option<SystemTime>,
+    /// The last time the eviction guard found the cluster's published token revoked,
+    /// disabled or evicted on the server, kept across publishes for `status`.
+    pub last_eviction: Option<Eviction>,
+}
+
+/// A published token found gone on the server, and replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction {
+    /// `disabled` or `removed`.
+    pub reason: String,
+    /// When it was noticed (this host's clock).
+    pub at: SystemTime,
+    /// The gone token's id, or `-`.
+    pub token_id: String,
 }
 
 impl Published {
@@ -80,6 +94,7 @@ impl Published {
             last_error: None,
             knox_clock_offset_ms: token.clock_offset_ms,
             renewed_at: token.renewed_at,
+            last_eviction: None,
         }
     }
 
@@ -146,8 +161,10 @@ impl Freshness {
 /// `jwt_exp` (epoch seconds or null), `managed`, `target_url` (or null), `cluster`,
 /// `generation`, `acquired_at` (RFC 3339 UTC), `knox_clock_offset_ms` (Knox's clock minus
 /// this host's, as measured at acquisition), `renewed_at` (RFC 3339 UTC, only once the token
-/// has been renewed: its current lifetime starts there), and, only while refreshing keeps failing past
-/// the refresh point, `stale` (true) and `last_error`. `expires_at` is the expiry that
+/// has been renewed: its current lifetime starts there), `last_eviction` (`reason`, `at`,
+/// `token_id`: only once the eviction guard has replaced a token found gone on the server),
+/// and, only while refreshing keeps failing past the refresh point, `stale` (true) and
+/// `last_error`. `expires_at` is the expiry that
 /// matters to the consumers: the earlier of Knox's `expires_in` and the JWT's `exp`, or the
 /// server-side expiry when they validate through the gateway.
 ///
@@ -186,10 +203,18 @@ fn render_json(jwt: &str, p: &Published) -> String {
         (false, _) => String::new(),
     };
     let renewed = p.renewed_at.map_or_else(String::new, |t| format!(",\"renewed_at\":{}", s(&rfc3339(t))));
+    let evicted = p.last_eviction.as_ref().map_or_else(String::new, |e| {
+        format!(
+            ",\"last_eviction\":{{\"reason\":{},\"at\":{},\"token_id\":{}}}",
+            s(&e.reason),
+            s(&rfc3339(e.at)),
+            s(&e.token_id)
+        )
+    });
     let json = format!(
         "{{\"access_token\":{},\"token_type\":{},\"token_id\":{},\"expires_at\":{},\
          \"expires_at_ms\":{},\"jwt_exp\":{},\"managed\":{},\"target_url\":{},\
-         \"cluster\":{},\"generation\":{},\"acquired_at\":{},\"knox_clock_offset_ms\":{}{renewed}{stale}}}",
+         \"cluster\":{},\"generation\":{},\"acquired_at\":{},\"knox_clock_offset_ms\":{}{renewed}{evicted}{stale}}}",
         s(jwt),
         s(&p.token_type),
         opt(p.token_id.as_deref()),
@@ -293,11 +318,27 @@ fn parse_json(text: &str, cluster: &str) -> anyhow::Result<Published> {
         stale: v.get("stale").and_then(Value::as_bool).unwrap_or(false),
         last_error: str_of("last_error").map(|e| crate::text::escape(&e).into_owned()),
         renewed_at: str_of("renewed_at").and_then(|t| humantime::parse_rfc3339(&t).ok()),
+        last_eviction: v.get("last_eviction").and_then(eviction),
         knox_clock_offset_ms: v
             .get("knox_clock_offset_ms")
             .and_then(Value::as_i64)
             .unwrap_or(0)
             .clamp(-MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_MS),
+    })
+}
+
+/// A `last_eviction` object read back: its reason and id only if they are plain words.
+fn eviction(v: &Value) -> Option<Eviction> {
+    let word = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .filter(|w| w.len() <= 128 && is_token_id(w) || *w == "-")
+            .map(str::to_owned)
+    };
+    Some(Eviction {
+        reason: word("reason")?,
+        at: v.get("at").and_then(Value::as_str).and_then(|t| humantime::parse_rfc3339(t).ok())?,
+        token_id: word("token_id")?,
     })
 }
 
@@ -331,6 +372,7 @@ fn parse_wrapped(format: Format, text: &str, env_var: &str, cluster: &str) -> an
         stale: false,
         last_error: None,
         renewed_at: None,
+        last_eviction: None,
         knox_clock_offset_ms: 0,
     })
 }

@@ -53,6 +53,8 @@ struct ClusterStats {
     renewals: BTreeMap<(&'static str, String), u64>,
     revocations: BTreeMap<&'static str, u64>,
     hook_failures: u64,
+    evictions: u64,
+    orphans_swept: u64,
 }
 
 /// One cluster that is not ready, and why.
@@ -151,6 +153,23 @@ impl Telemetry {
     /// A consumer hook (`on_change`) failed.
     pub fn hook_failed(&self, cluster: &str) {
         self.count(cluster, |c| c.hook_failures += 1);
+    }
+
+    /// The eviction guard found the published token gone on the server.
+    pub fn evicted(&self, cluster: &str) {
+        self.count(cluster, |c| c.evictions += 1);
+    }
+
+    /// The orphan sweep revoked a token of this installation that nothing held; `cluster`
+    /// is a configured cluster (the sweep attributes tokens of removed ones to their
+    /// group's first).
+    pub fn orphan_swept(&self, cluster: &str) {
+        self.with(|s| {
+            if let Some(c) = s.clusters.get_mut(cluster) {
+                c.orphans_swept += 1;
+                s.dirty = true;
+            }
+        });
     }
 
     /// The cluster went stale (`Some(error)`) or recovered.
@@ -325,6 +344,18 @@ impl Text {
             "on_change signals or commands that failed.",
             per_cluster(s, |c| Some(c.hook_failures.to_string())),
         );
+        self.family(
+            "token_evicted_total",
+            "counter",
+            "Published tokens found revoked, disabled or evicted on the server, and replaced.",
+            per_cluster(s, |c| Some(c.evictions.to_string())),
+        );
+        self.family(
+            "orphans_swept_total",
+            "counter",
+            "Tokens of this installation and host that nothing held, revoked by the orphan sweep.",
+            per_cluster(s, |c| Some(c.orphans_swept.to_string())),
+        );
     }
 
     /// The config generation and the reloads, by result.
@@ -405,6 +436,7 @@ path = "/tmp/b/token"
             stale: false,
             last_error: None,
             renewed_at: None,
+            last_eviction: None,
             knox_clock_offset_ms: offset,
         }
     }
@@ -445,6 +477,9 @@ path = "/tmp/b/token"
         t.renewal_failed("a", "30".into());
         t.revoked("a", true);
         t.hook_failed("a");
+        t.evicted("a");
+        t.orphan_swept("b");
+        t.orphan_swept("gone");
         t.reloaded(false);
         let text = t.render(SystemTime::UNIX_EPOCH + Duration::from_secs(500));
         for line in [
@@ -458,12 +493,16 @@ path = "/tmp/b/token"
             "token_keeper_knox_clock_offset_seconds{cluster=\"a\"} 100.000",
             "token_keeper_publish_generation{cluster=\"a\"} 3",
             "token_keeper_consumer_hook_failures_total{cluster=\"a\"} 1",
+            "token_keeper_token_evicted_total{cluster=\"a\"} 1",
+            "token_keeper_token_evicted_total{cluster=\"b\"} 0",
+            "token_keeper_orphans_swept_total{cluster=\"b\"} 1",
             "token_keeper_config_generation 1",
             "token_keeper_reloads_total{result=\"error\"} 1",
             "token_keeper_reloads_total{result=\"ok\"} 0",
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
         }
+        assert!(!text.contains("\"gone\""), "a cluster that is not configured gets no series:\n{text}");
         // Every sample belongs to the family its TYPE line declared.
         let mut family = String::new();
         for l in text.lines() {

@@ -49,6 +49,8 @@ def toml_value(v) -> str:
         return "true" if v else "false"
     if isinstance(v, (int, float)):
         return str(v)
+    if isinstance(v, dict):  # an inline table, e.g. server = {metrics_textfile = "..."}
+        return "{" + ", ".join(f"{k} = {toml_value(x)}" for k, x in v.items()) + "}"
     return json.dumps(str(v))  # a TOML basic string for everything we write
 
 

@@ -16,6 +16,7 @@ import subprocess
 import time
 import urllib.parse
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -416,31 +417,142 @@ def labels_visible(ctx: Ctx) -> str:
     return f"Knox {ctx.target.knox_version} kept {json.dumps(shown)}; --mine lists 1 of {len(everyone)}"
 
 
+def listed(ctx: Ctx, user: str, topology: str) -> dict[str, bool]:
+    """Knox's getUserTokens for `user` through `topology`: token id → enabled."""
+    q = urllib.parse.urlencode({"userName": user})
+    status, body = http(f"{ctx.target.token_url(topology)}/getUserTokens?{q}", ctx.target.ca_file, user=user)
+    check(status == 200, f"getUserTokens through {topology} answers 200, got {status}: {body[:300]!r}")
+    return {t["tokenId"]: t.get("metadata", {}).get("enabled", True) in (True, "true")
+            for t in json.loads(body)["tokens"]}
+
+
+def knox_at_least(ctx: Ctx, major: int, minor: int) -> bool:
+    return tuple(int(x) for x in ctx.target.knox_version.split(".")[:2]) >= (major, minor)
+
+
+@scenario
+def eviction_guard(ctx: Ctx) -> str:
+    user, topology, interval = "tina", "evict_long", 30
+    textfile = ctx.dir / "metrics.prom"
+    k = ctx.keeper(user, topology=topology, revoke_superseded_after="1s",
+                   top={"eviction_check_interval": f"{interval}s", "server": {"metrics_textfile": str(textfile)}})
+    with k.running():
+        p1 = k.wait_generation(1)
+        old = p1["token_id"]
+        check(listed(ctx, user, topology).get(old) is True, f"Knox lists {old} enabled")
+        if knox_at_least(ctx, 2, 0):
+            # Another client of the same user (plain HTTP, the user's Basic credentials) mints
+            # until REMOVE_OLDEST evicts the keeper's token.
+            how, minted = "REMOVE_OLDEST evicted it", 0
+            while old in listed(ctx, user, topology):
+                check(minted < 2 * TOKEN_LIMIT, f"Knox should have evicted {old} after {minted} tokens")
+                status, body = http(ctx.target.token_url(topology), ctx.target.ca_file, user=user)
+                check(status == 200, f"the other client's acquisition answers 200, got {status}: {body[:200]!r}")
+                minted += 1
+            reason, how = "removed", f"{how} after {minted} tokens of another client"
+        else:
+            # Knox 1.6 has no REMOVE_OLDEST (it came with 2.0): an administrator's disable instead.
+            r = k.verb("tokens", "disable", old)
+            check(r.returncode == 0, f"tokens disable exits 0, got {r.returncode}: {r.stderr[-300:]}")
+            reason, how = "disabled", "no REMOVE_OLDEST before 2.0: disabled through the API"
+        gone_at = time.monotonic()
+        check(k.bearer(p1["access_token"]) == 401, f"the {reason} token answers 401 on the Bearer topology")
+        p2 = wait_for("a new token after the eviction",
+                      lambda: (p := k.published()) and p["token_id"] != old and p, interval + 30)
+        took = time.monotonic() - gone_at
+        check(took <= interval + 30, f"republished within the interval plus slack: {took:.1f}s")
+        new = p2["token_id"]
+        check(listed(ctx, user, topology).get(new) is True, f"Knox lists the new token {new} enabled")
+        check(k.bearer(p2["access_token"]) == 200, "the Bearer topology accepts the new token")
+        said = k.messages("published token revoked on the server, replacing it")
+        check(len(said) == 1 and said[0].get("token_id") == old and said[0].get("reason") == reason,
+              f"one WARN line for {old} with reason={reason}: {said}")
+        row = json.loads(k.verb("status", "--json").stdout)[0]
+        check((row.get("last_eviction") or {}).get("reason") == reason and row["last_eviction"]["token_id"] == old,
+              f"status --json says why: {row.get('last_eviction')}")
+        want = 'token_keeper_token_evicted_total{cluster="c"} 1'
+        wait_for("the evicted counter", lambda: textfile.exists() and want in textfile.read_text(), 10)
+        # From the WARN line to the new token's publish, by the log's own timestamps.
+        published = [m for m in k.messages("token published") if m.get("token_id") == new]
+        check(len(published) == 1, f"one publish line for {new}: {published}")
+        stamp = lambda m: datetime.fromisoformat(m["timestamp"].replace("Z", "+00:00"))  # noqa: E731
+        replace_ms = (stamp(published[0]) - stamp(said[0])).total_seconds() * 1000
+    return f"Knox {ctx.target.knox_version}: {how}; republished {took:.1f}s later (interval {interval}s; " \
+           f"{replace_ms:.0f} ms from noticing to the new publish), new token enabled and accepted, " \
+           f"status and metric say {reason}"
+
+
+@scenario
+def orphan_sweep(ctx: Ctx) -> str:
+    user, install = "uma", "interop-sweep"
+    # A previous run of this installation leaves a token behind, and its files are deleted.
+    before = Keeper(ctx.binary, ctx.target, ctx.dir / "before", user=user, top={"installation_id": install})
+    check(before.once().returncode == 0, "the earlier run's once exits 0")
+    leftover = before.published()["token_id"]
+    for f in before.out.iterdir():
+        f.unlink()
+    # Another installation's token of the same user, on the same host.
+    other = Keeper(ctx.binary, ctx.target, ctx.dir / "other", user=user, top={"installation_id": "interop-other"})
+    check(other.once().returncode == 0, "the other installation's once exits 0")
+    theirs = other.published()["token_id"]
+    check({leftover, theirs} <= set(listed(ctx, user, "token")), "Knox lists both before the sweep")
+    if ctx.target.name.startswith("knox-"):
+        # Knox's token state is the gateway's: another topology lists the same tokens (the
+        # simulator runs one process per topology, each with a store of its own).
+        check({leftover, theirs} <= set(listed(ctx, user, "fast")), "another topology lists them too")
+
+    k = Keeper(ctx.binary, ctx.target, ctx.dir / "main", user=user,
+               top={"installation_id": install, "eviction_check_interval": "0s"})
+    with k.running():
+        mine = k.wait_generation(1)["token_id"]
+        said = wait_for("the orphan sweep", lambda: k.messages("orphan token revoked"), 60)
+    check(len(said) == 1 and said[0].get("token_id") == leftover and said[0].get("cluster") == "c",
+          f"one line for the leftover {leftover} of cluster c: {said}")
+    now = listed(ctx, user, "token")
+    check(leftover not in now, f"the leftover {leftover} is gone from getUserTokens")
+    check(theirs in now and mine in now, f"the other installation's {theirs} and the keeper's own {mine} stay")
+    by = "tk_install/tk_host metadata" if knox_at_least(ctx, 2, 0) else "the comment (1.6 keeps no md_)"
+    return f"Knox {ctx.target.knox_version}: leftover revoked at start, matched by {by}; " \
+           f"another installation's token untouched"
+
+
 @scenario
 def revoke_mine(ctx: Ctx) -> str:
-    # One installation on two keepers (two Pods of one Deployment, say), and another one; all
-    # of user wendy.
+    # One installation on two keepers, a daemon and a `once` (whose token comes after the
+    # daemon's start-up sweep, and the next sweep is an hour away), and another installation.
+    # All of user wendy.
+    user, interval = "wendy", 30
     mine = {"installation_id": "interop-mine"}
-    a = Keeper(ctx.binary, ctx.target, ctx.dir / "a", user="wendy", top=mine)
-    b = Keeper(ctx.binary, ctx.target, ctx.dir / "b", user="wendy", top=mine)
-    other = Keeper(ctx.binary, ctx.target, ctx.dir / "other", user="wendy", top={"installation_id": "interop-other"})
-    for k in (a, b, other):
-        check(k.once().returncode == 0, f"once exits 0 in {k.dir.name}")
-    ids = {k.dir.name: k.published()["token_id"] for k in (a, b, other)}
-    listed = {t["tokenId"] for t in user_tokens(ctx, "wendy")}
-    check(set(ids.values()) <= listed, f"Knox lists all three tokens {ids}: {listed}")
+    other = Keeper(ctx.binary, ctx.target, ctx.dir / "other", user=user, top={"installation_id": "interop-other"})
+    check(other.once().returncode == 0, "the other installation's once exits 0")
+    a = Keeper(ctx.binary, ctx.target, ctx.dir / "a", user=user, top={**mine, "eviction_check_interval": f"{interval}s"})
+    b = Keeper(ctx.binary, ctx.target, ctx.dir / "b", user=user, top=mine)
+    with a.running():
+        old = a.wait_generation(1)
+        check(b.once().returncode == 0, "b's once exits 0")
+        ids = {"a": old["token_id"], "b": b.published()["token_id"], "other": other.published()["token_id"]}
+        check(set(ids.values()) <= {t["tokenId"] for t in user_tokens(ctx, user)}, f"Knox lists {ids}")
 
-    r = a.verb("tokens", "revoke", "--mine")
-    a.append_log("tokens revoke --mine", r)
-    check(r.returncode == 0, f"tokens revoke --mine exits 0, got {r.returncode}: {r.stderr[-300:]}")
-    check("revoked 2 token(s) of installation interop-mine; 0 already gone, 0 failed" in r.stdout,
-          f"it revoked both keepers' tokens: {r.stdout[-500:]}")
-    listed = {t["tokenId"] for t in user_tokens(ctx, "wendy")}
-    check(ids["a"] not in listed and ids["b"] not in listed, f"Knox no longer lists {ids['a']}, {ids['b']}: {listed}")
-    check(ids["other"] in listed, f"the other installation's {ids['other']} is untouched: {listed}")
-    check(a.bearer(a.published()["access_token"]) == 401, "a revoked token is refused (401)")
-    check(other.bearer(other.published()["access_token"]) == 200, "the other installation's still works")
-    r = a.verb("tokens", "revoke", "--mine")
-    check(r.returncode == 0 and r.stdout.startswith("revoked 0 token(s)"), f"a second run finds none: {r.stdout}")
-    return f"revoked both tokens of installation interop-mine, kept the other installation's ({len(listed)} left listed)"
+        r = b.verb("tokens", "revoke", "--mine")
+        b.append_log("tokens revoke --mine", r)
+        check(r.returncode == 0, f"tokens revoke --mine exits 0, got {r.returncode}: {r.stderr[-300:]}")
+        check("revoked 2 token(s) of installation interop-mine; 0 already gone, 0 failed" in r.stdout,
+              f"it revoked both keepers' tokens: {r.stdout[-500:]}")
+        revoked_at = time.monotonic()
+        listed_now = {t["tokenId"] for t in user_tokens(ctx, user)}
+        check(ids["a"] not in listed_now and ids["b"] not in listed_now,
+              f"Knox no longer lists {ids['a']}, {ids['b']}: {listed_now}")
+        check(ids["other"] in listed_now, f"the other installation's {ids['other']} is untouched: {listed_now}")
+        check(a.bearer(old["access_token"]) == 401, "a revoked token is refused (401)")
+        check(other.bearer(other.published()["access_token"]) == 200, "the other installation's still works")
 
+        # The daemon notices within its eviction_check_interval and publishes a fresh token.
+        fresh = wait_for("the daemon's fresh token",
+                         lambda: (p := a.published()) and p["token_id"] != ids["a"] and p, interval + 30)
+        took = time.monotonic() - revoked_at
+        check(a.bearer(fresh["access_token"]) == 200, "the fresh token is accepted")
+        r = b.verb("tokens", "revoke", "--mine")
+        check(r.returncode == 0 and r.stdout.startswith(f"revoked {fresh['token_id']} "),
+              f"a second run finds only the daemon's fresh token: {r.stdout}")
+    return f"revoked the installation's 2 tokens, kept the other installation's; the daemon published " \
+           f"a fresh one {took:.1f}s later (eviction_check_interval {interval}s)"

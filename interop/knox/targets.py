@@ -28,6 +28,7 @@ USERS = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
     "ken", "leo", "mia", "nick", "olga", "pam", "quinn", "rita",
     "wendy",
+    "tina", "uma", "vic",
 ]
 NOT_RENEWERS = {"bob"}
 TOKEN_LIMIT = 4  # gateway.knox.token.limit.per.user: small, so leaks show
@@ -62,6 +63,9 @@ TOPOLOGIES = {
     "brief": Topology(10_000, 5_000, 50_000),
     # The per-user limit evicts the oldest token instead of refusing (Knox 2.0+); rapid too.
     "evict": Topology(4_000, 4_000, 3_600_000, "REMOVE_OLDEST"),
+    # REMOVE_OLDEST with tokens that outlive the scenario, so only the eviction guard replaces
+    # the keeper's token after another client's acquisitions evict it (Knox 2.0+).
+    "evict_long": Topology(300_000, 300_000, 3_600_000, "REMOVE_OLDEST"),
 }
 BEARER = "bearer"
 

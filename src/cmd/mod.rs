@@ -110,6 +110,7 @@ fn init_tracing(level: Option<&str>, format: LogFormat) -> Result<(), String> {
 /// One acquisition for a one-shot verb (`once`, `exec`): transient failures are retried with
 /// backoff while the retry would start before `deadline` (`scheduler::retry_before`), and
 /// each retry is logged. `permits`, if given, is held for each request, not while waiting.
+/// `purpose` labels the token (docs/knox.md §2.1).
 async fn acquire_until(
     client: &KnoxClient,
     cluster: &crate::config::Cluster,

@@ -31,7 +31,9 @@ pub(super) fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
     )?;
     let mut all_fresh = true;
     for c in &config.clusters {
-        let (id, expires, left, clock, state) = match output::read_published(c) {
+        let published = output::read_published(c);
+        let eviction = published.as_ref().ok().and_then(|p| p.as_ref()?.last_eviction.clone());
+        let (id, expires, left, clock, state) = match published {
             Ok(None) => ("-".into(), "-".into(), "-".into(), "-".into(), "not published".to_owned()),
             Err(e) => ("-".into(), "-".into(), "-".into(), "-".into(), format!("unreadable: {e:#}")),
             Ok(Some(p)) => {
@@ -56,6 +58,17 @@ pub(super) fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
         all_fresh &= state == "fresh";
         let (id, state) = (text::quote(&id, 64), text::escape(&state));
         writeln!(out, "{:<20} {:<38} {:<22} {:>8} {:>10}  {state}", c.name, id, expires, left, clock)?;
+        if let Some(e) = eviction {
+            // The reason and id are plain words (checked when read back).
+            writeln!(
+                out,
+                "{:<20} last eviction: token {} was {} on the server, noticed {} and replaced",
+                "",
+                e.token_id,
+                e.reason,
+                rfc3339(e.at)
+            )?;
+        }
     }
     Ok(all_fresh)
 }
@@ -63,7 +76,8 @@ pub(super) fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
 /// `status --json`: an array with one object per cluster: `cluster`, `state` (`fresh`,
 /// `expiring`, `stale`, `expired`, `not_published`, `unreadable`), `fresh`, `token_id`,
 /// `expires_at`, `expires_at_ms`, `remaining_seconds`, `knox_clock_offset_ms`, `generation`,
-/// `error`, and `installation_id` in every row (the array leaves no room for a field of the
+/// `error`, `last_eviction` (`reason`, `at`, `token_id`, or null: the last token the eviction
+/// guard found revoked on the server and replaced), and `installation_id` in every row (the array leaves no room for a field of the
 /// whole).
 fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
     use serde_json::Value;
@@ -107,6 +121,11 @@ fn status_row(c: &Cluster, now: SystemTime) -> serde_json::Value {
                 "knox_clock_offset_ms": p.knox_clock_offset_ms,
                 "generation": p.generation,
                 "error": p.last_error,
+                "last_eviction": p.last_eviction.as_ref().map(|e| json!({
+                    "reason": e.reason,
+                    "at": rfc3339(e.at),
+                    "token_id": e.token_id,
+                })),
             })
         }
     }

@@ -19,6 +19,11 @@ impl fmt::Display for Config {
             let _ = writeln!(s, "# resolved from {}", src.display());
         }
         let _ = writeln!(s, "max_concurrent_requests = {}", self.max_concurrent_requests);
+        let off_or = |d: Option<std::time::Duration>| {
+            d.map_or_else(|| "0s".to_owned(), |d| humantime::format_duration(d).to_string())
+        };
+        let _ = writeln!(s, "eviction_check_interval = \"{}\"", off_or(self.eviction_check_interval));
+        let _ = writeln!(s, "orphan_sweep_interval = \"{}\"", off_or(self.orphan_sweep_interval));
         let derived = if self.installation_id_derived {
             "  # derived from the machine id, the uid and the config path"
         } else {

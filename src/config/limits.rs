@@ -125,3 +125,42 @@ pub(super) const REVOKE_SUPERSEDED_AFTER: Span = Span::up_to(MAX_REVOKE_SUPERSED
 pub(super) const TIMEOUT: Span = Span::positive(MAX_TIMEOUT);
 /// `[cluster.on_change] timeout`.
 pub(super) const HOOK_TIMEOUT: Span = Span::positive(MAX_HOOK_TIMEOUT);
+
+/// A duration key that `0s` turns off and that is otherwise between a floor and a ceiling.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OffOr {
+    /// The shortest value allowed, besides `0s`.
+    pub(super) min: Duration,
+    /// The longest value allowed.
+    pub(super) max: Duration,
+}
+
+impl OffOr {
+    /// "0s (off), or 30s to 1h".
+    pub(super) fn describe(self) -> String {
+        format!("0s (off), or {} to {}", spell(self.min), spell(self.max))
+    }
+
+    /// `None` for `0s` (off), `Some(d)` in range, else a message naming `key` and the range.
+    pub(super) fn check(self, key: &str, value: &str, d: Duration) -> Result<Option<Duration>, String> {
+        if d.is_zero() {
+            Ok(None)
+        } else if d < self.min {
+            Err(format!("{key}: {value:?} is too short (allowed: {})", self.describe()))
+        } else if d > self.max {
+            Err(format!("{key}: {value:?} is too long (allowed: {})", self.describe()))
+        } else {
+            Ok(Some(d))
+        }
+    }
+}
+
+/// `eviction_check_interval`: a census of the user's tokens costs Knox one request per
+/// gateway and user; more often than every 30 s buys little, less often than hourly leaves a
+/// revoked token published for too long (docs/knox.md §4.3).
+pub(super) const EVICTION_CHECK_INTERVAL: OffOr =
+    OffOr { min: Duration::from_secs(30), max: Duration::from_secs(HOUR) };
+
+/// `orphan_sweep_interval`: one minute to seven days.
+pub(super) const ORPHAN_SWEEP_INTERVAL: OffOr =
+    OffOr { min: Duration::from_secs(MINUTE), max: Duration::from_secs(7 * DAY) };

@@ -462,3 +462,49 @@ fn a_loaded_config_derives_its_id_from_its_absolute_path() {
     let again = load(&dir.path().join(".").join("config.toml"), &env).unwrap();
     assert_eq!(again.identity, c.identity, "`.` components are dropped");
 }
+
+#[test]
+fn eviction_check_and_orphan_sweep_intervals() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.eviction_check_interval, Some(Duration::from_secs(300)));
+    assert_eq!(c.orphan_sweep_interval, Some(Duration::from_secs(3600)));
+    let shown = c.to_string();
+    assert!(shown.contains("eviction_check_interval = \"5m\"\norphan_sweep_interval = \"1h\"\n"), "{shown}");
+    // (top-level keys) → (guard, sweep), or the error
+    let ok = [
+        ("eviction_check_interval = \"0s\"\norphan_sweep_interval = \"0s\"", None, None),
+        ("eviction_check_interval = \"30s\"\norphan_sweep_interval = \"1m\"", Some(30), Some(60)),
+        ("eviction_check_interval = \"1h\"\norphan_sweep_interval = \"7days\"", Some(3600), Some(7 * 86_400)),
+    ];
+    for (keys, guard, sweep) in ok {
+        let c = parse(&format!("{keys}\n{MINIMAL}")).unwrap_or_else(|e| panic!("{keys}: {e}"));
+        assert_eq!(c.eviction_check_interval, guard.map(Duration::from_secs), "{keys}");
+        assert_eq!(c.orphan_sweep_interval, sweep.map(Duration::from_secs), "{keys}");
+        let again =
+            parse(&format!("{}\n{MINIMAL}", c.to_string().lines().take(4).collect::<Vec<_>>().join("\n")));
+        assert!(again.is_ok(), "check-config's output parses again: {keys}");
+    }
+    let errors = [
+        (
+            "eviction_check_interval = \"29s\"",
+            "eviction_check_interval: \"29s\" is too short (allowed: 0s (off), or 30s to 1h)",
+        ),
+        (
+            "eviction_check_interval = \"61m\"",
+            "eviction_check_interval: \"61m\" is too long (allowed: 0s (off), or 30s to 1h)",
+        ),
+        ("eviction_check_interval = \"soon\"", "eviction_check_interval: \"soon\" is not a duration"),
+        (
+            "orphan_sweep_interval = \"59s\"",
+            "orphan_sweep_interval: \"59s\" is too short (allowed: 0s (off), or 1m to 7days)",
+        ),
+        (
+            "orphan_sweep_interval = \"8days\"",
+            "orphan_sweep_interval: \"8days\" is too long (allowed: 0s (off), or 1m to 7days)",
+        ),
+        ("orphan_sweep_interval = 60", "invalid type: integer"),
+    ];
+    for (keys, want) in errors {
+        check_err(&format!("{keys}\n{MINIMAL}"), want);
+    }
+}

@@ -21,6 +21,12 @@ pub struct Config {
     pub source: Option<PathBuf>,
     /// Knox requests in flight at once across all clusters (default 16).
     pub max_concurrent_requests: usize,
+    /// How often the published managed tokens are checked against Knox's list of the user's
+    /// tokens, per gateway and user; `None` is off (`0s`).
+    pub eviction_check_interval: Option<Duration>,
+    /// How often tokens of this installation and host that nothing holds are revoked
+    /// (besides once at start); `None` is off (`0s`).
+    pub orphan_sweep_interval: Option<Duration>,
     /// In file order.
     pub clusters: Vec<Arc<Cluster>>,
     /// The `[server]` table: health, readiness and metrics.

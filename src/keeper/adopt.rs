@@ -66,8 +66,7 @@ pub(super) fn keep(
         generation: state.generation,
         next_refresh_in: held.refresh_at(&cluster.policy).map(|t| t.saturating_duration_since(now)),
     };
-    let published =
-        Published::new(&cluster.name, &token, state.generation, cluster.lifecycle.consumers_validate);
+    let published = state.published(cluster, &token, state.generation);
     state.token = Some(token);
     state.held = Some(held);
     state.attempted = true;

@@ -16,7 +16,7 @@ use super::warnings;
 use crate::config::Cluster;
 use crate::knox::answer::Reason;
 use crate::knox::{Flavor, KnoxError, Token};
-use crate::output::Published;
+use crate::output::Eviction;
 use crate::scheduler::{plan, Action, ErrorClass, Failures, Held};
 
 /// What an attempt does.
@@ -29,10 +29,10 @@ pub(super) enum Work {
 /// An attempt to start, with what its task needs from the state.
 #[derive(Debug)]
 pub(super) enum Start {
-    /// Acquire a token and publish it as `generation`.
-    Acquire { generation: u64 },
+    /// Acquire a token and publish it as `generation`, with the last eviction.
+    Acquire { generation: u64, eviction: Option<Eviction> },
     /// Renew `token`, whose json is rewritten as `generation` (the same one).
-    Renew { token: Box<Token>, generation: u64 },
+    Renew { token: Box<Token>, generation: u64, eviction: Option<Eviction> },
 }
 
 /// What [`next`] says the loop does for a cluster.
@@ -107,7 +107,13 @@ pub(super) fn next(state: &mut State, cluster: &Cluster, now: Instant) -> (Optio
             note = Some(Note::Expired);
         }
     }
-    let step = match with_forced(plan(now, &state.view(), &cluster.policy), now, state.forced.due) {
+    // A token found gone on the server is replaced at once (`census::evicted`).
+    let action = if state.guard.due {
+        Action::Acquire
+    } else {
+        with_forced(plan(now, &state.view(), &cluster.policy), now, state.forced.due)
+    };
+    let step = match action {
         Action::Acquire => Some(Step::Start(begin(state, Work::Acquire, now))),
         Action::Renew => Some(Step::Start(begin(state, Work::Renew, now))),
         Action::WaitUntil(t) => Some(Step::WakeAt(t)),
@@ -122,13 +128,15 @@ pub(super) fn next(state: &mut State, cluster: &Cluster, now: Instant) -> (Optio
 /// back from the published json, so it may be anything: it saturates).
 fn begin(state: &mut State, work: Work, now: Instant) -> Start {
     state.in_flight = true;
+    state.guard.due = false;
+    let eviction = state.guard.last.clone();
     let forced = state.forced.due.take();
     state.forced.in_flight = work == Work::Acquire && forced.is_some_and(|t| t <= now);
     match (work, &state.token) {
         (Work::Renew, Some(token)) => {
-            Start::Renew { token: Box::new(token.clone()), generation: state.generation }
+            Start::Renew { token: Box::new(token.clone()), generation: state.generation, eviction }
         }
-        _ => Start::Acquire { generation: state.generation.saturating_add(1) },
+        _ => Start::Acquire { generation: state.generation.saturating_add(1), eviction },
     }
 }
 
@@ -176,6 +184,7 @@ pub(super) fn finish(
     };
     if let Some(old) = superseded {
         effects.extend(revoke::supersede(state, cluster, slot, old, now));
+        state.guard.gone = None;
     }
     effects.push(Effect::Replan);
     effects
@@ -214,7 +223,7 @@ fn acquired(
     let held = state.hold(cluster, &token, jitter);
     effects.push(Effect::Log(publication(cluster, &token, generation, &held, false, now)));
     effects.extend(warnings::new_token(&mut state.said, cluster, &token).into_iter().map(Effect::Log));
-    let published = Published::new(&cluster.name, &token, generation, cluster.lifecycle.consumers_validate);
+    let published = state.published(cluster, &token, generation);
     effects.push(Effect::Record(Record::Published { published: Box::new(published), renewal: false }));
     if cluster.on_change.is_some() {
         effects.push(Effect::Hook { generation });
@@ -240,8 +249,7 @@ fn renewed(
 ) {
     let held = state.hold(cluster, &token, jitter);
     effects.push(Effect::Log(publication(cluster, &token, state.generation, &held, true, now)));
-    let published =
-        Published::new(&cluster.name, &token, state.generation, cluster.lifecycle.consumers_validate);
+    let published = state.published(cluster, &token, state.generation);
     effects.push(Effect::Record(Record::Published { published: Box::new(published), renewal: true }));
     state.token = Some(token);
     state.held = Some(held);
@@ -327,8 +335,7 @@ pub(super) fn stale(state: &mut State, cluster: &Cluster, message: &str, now: In
     if past_refresh && state.stale.as_deref() != Some(message) {
         state.stale = Some(message.to_owned());
         effects.push(Effect::Record(Record::Stale(state.stale.clone())));
-        let mut published =
-            Published::new(&cluster.name, token, state.generation, cluster.lifecycle.consumers_validate);
+        let mut published = state.published(cluster, token, state.generation);
         published.stale = true;
         published.last_error = Some(message.to_owned());
         effects.push(Effect::WriteJson(Box::new(published)));

@@ -55,6 +55,8 @@ pub(super) enum Record {
     },
     /// The cluster went stale, or recovered (`None`).
     Stale(Option<String>),
+    /// The eviction guard found the published token gone on the server.
+    Evicted,
 }
 
 impl Record {
@@ -66,6 +68,7 @@ impl Record {
             Record::RenewalFailed(code) => telemetry.renewal_failed(cluster, code),
             Record::Revoked { ok } => telemetry.revoked(cluster, ok),
             Record::Stale(error) => telemetry.set_stale(cluster, error),
+            Record::Evicted => telemetry.evicted(cluster),
         }
     }
 }

@@ -37,6 +37,9 @@ pub(super) enum Note {
     RefreshFailed(Failure),
     /// About a superseded token's revocation.
     Revoke(RevokeNote),
+    /// The eviction guard found the published token gone on the server (`disabled` or
+    /// `removed`).
+    Evicted { token_id: String, reason: &'static str },
 }
 
 /// A token was published (acquired or renewed).
@@ -143,6 +146,12 @@ impl Note {
             ),
             Note::RefreshFailed(f) => f.emit(cluster),
             Note::Revoke(note) => note.emit(cluster),
+            Note::Evicted { token_id, reason } => warn!(
+                cluster = %cluster,
+                token_id = %token_id,
+                reason = %reason,
+                "published token revoked on the server, replacing it"
+            ),
         }
     }
 }

@@ -14,12 +14,15 @@
 //! - `adopt`: taking over a token published before this start;
 //! - `warnings`: what a new token is warned about, once;
 //! - `reload`: what a new config means for each running cluster;
-//! - `report`: the first round (READY=1) and the STATUS= line.
+//! - `report`: the first round (READY=1) and the STATUS= line;
+//! - `census`: the eviction guard's judgement of one `getUserTokens` list per gateway and
+//!   user, its budget, and what a token found gone does to its cluster;
+//! - `sweep`: which tokens of that list are this installation's orphans.
 //!
 //! `slot` holds the state they read and write, and `log` every line they ask for (as data,
 //! turned into its `tracing` call in one place).
 //!
-//! The loop (this file, with `effect` and `timers`) waits for whichever comes first: the
+//! The loop (this file, with `effect`, `timers` and `guard`) waits for whichever comes first: the
 //! next due instant, an outcome, a new config, a refresh request, or shutdown. It feeds the
 //! event to a transition and performs the effects; `tasks` holds the work that waits on Knox
 //! or the disk. Nothing polls: an idle keeper wakes once per refresh, and at most once a
@@ -33,14 +36,17 @@
 
 mod adopt;
 mod attempt;
+mod census;
 mod clocks;
 mod effect;
 mod forced;
+mod guard;
 mod log;
 mod reload;
 mod report;
 mod revoke;
 mod slot;
+mod sweep;
 mod tasks;
 mod timers;
 mod warnings;
@@ -95,6 +101,8 @@ pub struct Keeper {
     unattempted: usize,
     /// The systemd watchdog interval, and when it was last pinged.
     watchdog: Option<(Duration, Instant)>,
+    /// The eviction guard's and the orphan sweep's censuses ([`guard`]).
+    censuses: guard::Censuses,
 }
 
 impl Keeper {
@@ -122,6 +130,7 @@ impl Keeper {
             clocks: Clocks::read(),
             unattempted: 0,
             watchdog: systemd::watchdog_interval().map(|i| (i, Instant::now())),
+            censuses: guard::Censuses::default(),
         };
         for cluster in &config.clusters {
             let slot = keeper.new_slot(cluster.clone())?;
@@ -143,11 +152,13 @@ impl Keeper {
         // Generations keep counting across restarts; an unreadable file just restarts at 0.
         let published = output::read_published(&cluster).ok().flatten();
         let generation = published.as_ref().map_or(0, |p| p.generation);
+        let last_eviction = published.as_ref().and_then(|p| p.last_eviction.clone());
         let now = Instant::now();
         let token = published.and_then(|p| adopt::adopt(&cluster, p, SystemTime::now(), now));
         self.last_id += 1;
         let id = SlotId(self.last_id);
         let mut state = State { generation, ..State::default() };
+        state.guard.last = last_eviction;
         if let Some(token) = token {
             let effects = adopt::keep(&mut state, &cluster, token, now, fastrand::f64());
             self.perform(id, &cluster.name, effects);
@@ -165,7 +176,8 @@ impl Keeper {
             // With a watchdog, wake when the next ping is due (counted from the last ping, so
             // an earlier wake-up does not postpone it).
             let ping = self.watchdog.map(|(interval, last)| systemd::next_ping(last, interval));
-            let wake = timers::wake_at(Instant::now(), [self.refreshes.first(), self.revokes.first(), ping]);
+            let due = [self.refreshes.first(), self.revokes.first(), self.census_wake(), ping];
+            let wake = timers::wake_at(Instant::now(), due);
             tokio::select! {
                 biased;
                 () = self.io.shutdown.cancelled() => break,
@@ -217,10 +229,14 @@ impl Keeper {
         }
         while let Some(pending) = self.revokes.pop_due(now) {
             match self.slots.get(&pending.slot) {
-                Some(slot) => self.io.revoke(slot, pending),
+                Some(slot) => {
+                    self.censuses.revoking.extend(pending.token_id.clone());
+                    self.io.revoke(slot, pending);
+                }
                 None => RevokeNote::ClusterGone { token_id: pending.id().to_owned() }.emit(&pending.cluster),
             }
         }
+        self.run_censuses(now);
     }
 
     /// Notices a suspend and moves every schedule earlier by the time slept ([`clocks`]).
@@ -251,10 +267,15 @@ impl Keeper {
                 self.perform(id, &name, effects);
             }
             Outcome::Revoke { pending, answer } => self.on_revoke(pending, answer),
+            Outcome::Census(done) => self.on_census(*done),
+            Outcome::Swept(swept) => self.on_swept(swept),
         }
     }
 
     fn on_revoke(&mut self, pending: PendingRevoke, answer: Revoked) {
+        if let Some(token_id) = &pending.token_id {
+            self.censuses.revoking.remove(token_id);
+        }
         let (id, name) = (pending.slot, pending.cluster.clone());
         let state = self.slots.get_mut(&id).map(|s| &mut s.state);
         let effects = revoke::settle(pending, answer, state, Instant::now(), fastrand::f64());
@@ -313,6 +334,8 @@ impl Keeper {
         if let Some(tx) = self.first_round.take() {
             let _ = tx.send(round);
         }
+        // The censuses start once every cluster has had its first go.
+        self.censuses.rescan_now(Instant::now(), self.census_every());
     }
 
     /// One STATUS= line for systemd ([`report::status_line`]).

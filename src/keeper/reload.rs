@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::Semaphore;
 use tracing::{error, info};
@@ -16,7 +17,6 @@ use super::slot::{Slot, SlotId};
 use super::tasks::Write;
 use super::Keeper;
 use crate::config::{Cluster, Config};
-use crate::output::Published;
 
 /// What a reload does to a cluster that was running.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +78,9 @@ impl Keeper {
         self.clients.retain(&in_use);
         let Counts { kept, changed, added } = counts;
         info!(kept, changed, added, removed, "config applied");
+        if self.first_round.is_none() {
+            self.censuses.rescan_now(Instant::now(), self.census_every());
+        }
         for id in to_plan {
             self.replan(id);
         }
@@ -103,8 +106,7 @@ impl Keeper {
                 slot.cluster = cluster.clone();
                 slot.state.rehold(cluster, fastrand::f64());
                 if let (true, Some(token)) = (republish, &slot.state.token) {
-                    let v = cluster.lifecycle.consumers_validate;
-                    let published = Published::new(&cluster.name, token, slot.state.generation, v);
+                    let published = slot.state.published(cluster, token, slot.state.generation);
                     self.io.write(cluster.clone(), Write::Republish(Box::new(published)));
                 }
                 let id = slot.id;

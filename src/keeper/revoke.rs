@@ -65,7 +65,9 @@ pub(super) fn supersede(
 ) -> Option<Effect> {
     let is_new = state.token.as_ref().is_some_and(|t| t.jwt == old.jwt);
     let revocable = old.managed || old.legacy;
-    if is_new || !revocable || state.revoke_refused {
+    // A token the eviction guard found removed on the server is gone already.
+    let gone = state.guard.gone.is_some() && state.guard.gone == old.token_id;
+    if is_new || !revocable || state.revoke_refused || gone {
         return None;
     }
     let left = old

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::config::{Cluster, Validation};
 use crate::knox::{Expiry, Flavor, KnoxClient, Token};
+use crate::output::{Eviction, Published};
 use crate::scheduler::{Failures, Held, View};
 
 /// One incarnation of a cluster. A reload that changes the cluster's Knox source starts a
@@ -56,6 +57,21 @@ pub(super) struct State {
     pub(super) forced: Forced,
     /// What has been said already, so that it is said once.
     pub(super) said: Said,
+    /// What the eviction guard found (see `census`).
+    pub(super) guard: Guarded,
+}
+
+/// The eviction guard's part of a cluster's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct Guarded {
+    /// The published token was found gone: acquire a new one now.
+    pub(super) due: bool,
+    /// When the guard last asked for a replacement (at most one per interval).
+    pub(super) replaced_at: Option<Instant>,
+    /// The id of a published token found removed: once replaced, it is not revoked again.
+    pub(super) gone: Option<String>,
+    /// The last eviction, for `status` (written into the json output).
+    pub(super) last: Option<Eviction>,
 }
 
 /// Refreshes requested by SIGUSR1 (see `forced`).
@@ -95,6 +111,14 @@ impl State {
             jitter_sample: jitter,
             renewable: renewable(token, v, self.renew_refused),
         }
+    }
+
+    /// The record for publishing `token` as `generation` of `cluster`, with the last
+    /// eviction.
+    pub(super) fn published(&self, cluster: &Cluster, token: &Token, generation: u64) -> Published {
+        let mut p = Published::new(&cluster.name, token, generation, cluster.lifecycle.consumers_validate);
+        p.last_eviction.clone_from(&self.guard.last);
+        p
     }
 
     /// After a reload changed the cluster's settings but not its Knox source: the policy

@@ -16,18 +16,20 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use super::attempt::{AttemptError, Attempted, Done, Start, Work};
+use super::census::{self, CensusError, GroupKey, Listed};
 use super::revoke::{PendingRevoke, Revoked};
 use super::slot::{Slot, SlotId};
-use crate::config::Cluster;
+use super::sweep::Orphan;
+use crate::config::{Cluster, Identity};
 use crate::hooks;
 use crate::knox::answer::{self, Renewal, Revocation};
 use crate::knox::labels::Purpose;
 use crate::knox::{Flavor, KnoxClient, KnoxError, Op, Token};
-use crate::output::Published;
+use crate::output::{Eviction, Published};
 use crate::secret::Secret;
 use crate::sink::{self, OutputError};
 use crate::telemetry::Telemetry;
-use crate::time::human;
+use crate::time::{epoch_ms, human};
 
 /// How long shutdown spends on `revoke_on_exit` revocations.
 const EXIT_REVOKE_BUDGET: Duration = Duration::from_secs(5);
@@ -39,6 +41,29 @@ pub(super) enum Outcome {
     Attempt { slot: SlotId, done: Done },
     /// Knox answered a revocation (or could not be reached).
     Revoke { pending: PendingRevoke, answer: Revoked },
+    /// A census of a group's tokens came back.
+    Census(Box<CensusDone>),
+    /// The orphan sweep's revocations finished.
+    Swept(Swept),
+}
+
+/// A census's answer, with when it was sent.
+#[derive(Debug)]
+pub(super) struct CensusDone {
+    pub(super) key: GroupKey,
+    /// The cluster it went through.
+    pub(super) via: SlotId,
+    /// Taken before the request waited for its permit.
+    pub(super) sent: Instant,
+    /// The same, on this host's wall clock, epoch ms.
+    pub(super) sent_ms: i64,
+    pub(super) result: Result<Vec<Listed>, CensusError>,
+}
+
+/// What Knox answered to each revocation of the orphan sweep.
+#[derive(Debug)]
+pub(super) struct Swept {
+    pub(super) results: Vec<(Orphan, Result<Revocation, KnoxError>)>,
 }
 
 /// What tasks share: the request permits, the channel back to the loop, the tracker that
@@ -82,14 +107,15 @@ impl Io {
         let (permits, shutdown, tx) = (self.permits.clone(), self.shutdown.clone(), self.tx.clone());
         self.tracker.spawn(async move {
             let (work, generation, result) = match start {
-                Start::Acquire { generation } => {
-                    let result = acquire(&cluster, &client, &permits, generation, &shutdown).await;
+                Start::Acquire { generation, eviction } => {
+                    let result =
+                        acquire(&cluster, &client, &permits, (generation, eviction), &shutdown).await;
                     (Work::Acquire, generation, result.map(Attempted::Acquired))
                 }
-                Start::Renew { token, generation } => {
+                Start::Renew { token, generation, eviction } => {
+                    let renewal = Renewing { token: *token, generation, eviction };
                     let result =
-                        renew_token(&cluster, &client, &permits, *token, generation, &mut flavor, &shutdown)
-                            .await;
+                        renew_token(&cluster, &client, &permits, renewal, &mut flavor, &shutdown).await;
                     (Work::Renew, generation, result)
                 }
             };
@@ -109,6 +135,42 @@ impl Io {
                 () = shutdown.cancelled() => return,
             };
             let _ = tx.send(Outcome::Revoke { pending, answer: Revoked { flavor, result } });
+        });
+    }
+
+    /// Lists `key`'s user's tokens through `slot`'s cluster (docs/knox.md §4.3); the answer,
+    /// read for `identity`, comes back as an [`Outcome`]. Shutdown drops it.
+    pub(super) fn census(&self, slot: &Slot, key: GroupKey, identity: Identity) {
+        let (via, cluster, client) = (slot.id, slot.cluster.clone(), slot.client.clone());
+        let (permits, shutdown, tx) = (self.permits.clone(), self.shutdown.clone(), self.tx.clone());
+        self.tracker.spawn(async move {
+            let (sent, sent_ms) = (Instant::now(), epoch_ms(SystemTime::now()));
+            let result = match with_permit(&permits, &shutdown, client.user_tokens(&cluster, &key.user)).await
+            {
+                Err(_) => return,
+                Ok(Err(e)) => Err(census::request_failed(&e)),
+                Ok(Ok((status, body))) => census::read(status.as_u16(), &body, &identity),
+            };
+            let _ = tx.send(Outcome::Census(Box::new(CensusDone { key, via, sent, sent_ms, result })));
+        });
+    }
+
+    /// Revokes `orphans` by id through `slot`'s cluster, one at a time, each with a permit;
+    /// Knox's answers come back as an [`Outcome`]. Shutdown drops them.
+    pub(super) fn sweep(&self, slot: &Slot, orphans: Vec<Orphan>) {
+        let (cluster, client, mut flavor) = (slot.cluster.clone(), slot.client.clone(), slot.state.flavor);
+        let (permits, shutdown, tx) = (self.permits.clone(), self.shutdown.clone(), self.tx.clone());
+        self.tracker.spawn(async move {
+            let mut results = Vec::with_capacity(orphans.len());
+            for orphan in orphans {
+                let body = Secret::new(orphan.token_id.clone());
+                let result = tokio::select! {
+                    r = revoke(&cluster, &client, &permits, &body, &mut flavor) => r,
+                    () = shutdown.cancelled() => return,
+                };
+                results.push((orphan, result));
+            }
+            let _ = tx.send(Outcome::Swept(Swept { results }));
         });
     }
 
@@ -188,19 +250,29 @@ async fn with_permit<T>(
     }
 }
 
-/// Acquires and publishes one token.
+/// Acquires and publishes one token as `generation`, with the last eviction.
 async fn acquire(
     cluster: &Arc<Cluster>,
     client: &KnoxClient,
     permits: &Semaphore,
-    generation: u64,
+    (generation, eviction): (u64, Option<Eviction>),
     shutdown: &CancellationToken,
 ) -> Result<Token, AttemptError> {
     let token = with_permit(permits, shutdown, client.acquire_for(cluster, Purpose::Keep { generation }))
         .await?
         .map_err(AttemptError::Knox)?;
-    publish(cluster, &token, generation).await?;
+    let mut published =
+        Published::new(&cluster.name, &token, generation, cluster.lifecycle.consumers_validate);
+    published.last_eviction = eviction;
+    publish_record(cluster, published).await?;
     Ok(token)
+}
+
+/// A renewal to do: the token, its generation and the last eviction (for its json).
+struct Renewing {
+    token: Token,
+    generation: u64,
+    eviction: Option<Eviction>,
 }
 
 /// Renews `token` (docs/knox.md §3) and, when the expiry moved, rewrites the json output.
@@ -208,19 +280,20 @@ async fn renew_token(
     cluster: &Arc<Cluster>,
     client: &KnoxClient,
     permits: &Semaphore,
-    mut token: Token,
-    generation: u64,
+    renewing: Renewing,
     flavor: &mut Flavor,
     shutdown: &CancellationToken,
 ) -> Result<Attempted, AttemptError> {
+    let Renewing { mut token, generation, eviction } = renewing;
     let current = token.server_expiry_ms().unwrap_or(i64::MAX);
     let request = client.token_op(cluster, Op::Renew, &token.jwt, flavor);
     let (status, body) = with_permit(permits, shutdown, request).await?.map_err(AttemptError::Knox)?;
     match answer::renewal(status.as_u16(), &answer::parse(&body), current) {
         Renewal::Extended(ms) => {
             token.renewed(ms, Instant::now(), SystemTime::now());
-            let published =
+            let mut published =
                 Published::new(&cluster.name, &token, generation, cluster.lifecycle.consumers_validate);
+            published.last_eviction = eviction;
             let c = cluster.clone();
             blocking(&cluster.name, "publish", move || sink::publish_json(&c, &published)).await;
             Ok(Attempted::Renewed(token))
@@ -250,6 +323,11 @@ pub(crate) async fn publish(
     generation: u64,
 ) -> Result<(), AttemptError> {
     let published = Published::new(&cluster.name, token, generation, cluster.lifecycle.consumers_validate);
+    publish_record(cluster, published).await
+}
+
+/// Publishes `published` on the blocking pool: [`publish`] for a record already made.
+async fn publish_record(cluster: &Arc<Cluster>, published: Published) -> Result<(), AttemptError> {
     let c = cluster.clone();
     let result = tokio::task::spawn_blocking(move || sink::publish(&c, &published))
         .await

@@ -80,6 +80,11 @@ impl Revocations {
         (entry.key().0 <= now).then(|| entry.remove())
     }
 
+    /// The ids of the queued revocations (those that have one).
+    pub(super) fn ids(&self) -> impl Iterator<Item = &str> {
+        self.queue.values().filter_map(|p| p.token_id.as_deref())
+    }
+
     /// Removes and returns every revocation, earliest first.
     pub(super) fn drain(&mut self) -> impl Iterator<Item = PendingRevoke> {
         std::mem::take(&mut self.queue).into_values()

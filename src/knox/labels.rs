@@ -31,11 +31,17 @@ pub enum Purpose {
     Doctor,
 }
 
-/// The comment's ending for a token of `exec`.
-const EXEC_SUFFIX: &str = " (exec)";
+/// What a `doctor` token's comment ends with.
+pub const DOCTOR_SUFFIX: &str = " (doctor)";
+
+/// What an `exec` token's comment ends with.
+pub const EXEC_SUFFIX: &str = " (exec)";
 
 /// The custom metadata name that holds the installation id (`md_tk_install`).
 pub const INSTALL_KEY: &str = "tk_install";
+
+/// The custom metadata name that holds the host's name (`md_tk_host`).
+pub const HOST_KEY: &str = "tk_host";
 
 /// The custom metadata name that holds the cluster's name (`md_tk_cluster`).
 pub const CLUSTER_KEY: &str = "tk_cluster";
@@ -46,7 +52,7 @@ pub fn label_pairs(identity: &Identity, cluster: &str, purpose: Purpose) -> Vec<
     match purpose {
         Purpose::Keep { .. } => {}
         Purpose::Exec => comment.push_str(EXEC_SUFFIX),
-        Purpose::Doctor => comment.push_str(" (doctor)"),
+        Purpose::Doctor => comment.push_str(DOCTOR_SUFFIX),
     }
     let mut pairs = vec![
         ("comment", comment),
@@ -88,16 +94,37 @@ pub fn is_exec(metadata: Option<&TokenMetadata>) -> bool {
 /// Which cluster a token of Knox's list was acquired for, by its `tk_cluster` custom metadata
 /// when Knox keeps any, else by the `for <cluster>` of its comment (Knox 1.6).
 pub fn cluster_of(metadata: Option<&TokenMetadata>) -> Option<String> {
+    label_of(metadata, CLUSTER_KEY, |(_, cluster)| cluster)
+}
+
+/// Which host acquired a token of Knox's list, by its `tk_host` custom metadata when Knox
+/// keeps any, else by the `on <host>` of its comment (Knox 1.6).
+pub fn host_of(metadata: Option<&TokenMetadata>) -> Option<String> {
+    label_of(metadata, HOST_KEY, |(host, _)| host)
+}
+
+/// The custom metadata `key` as a string, else the part of the comment `pick` takes.
+fn label_of(
+    metadata: Option<&TokenMetadata>,
+    key: &str,
+    pick: fn((String, String)) -> String,
+) -> Option<String> {
     let m = metadata?;
-    if let Some(Value::String(c)) = m.custom_metadata_map.as_ref().and_then(|map| map.get(CLUSTER_KEY)) {
-        return Some(c.clone());
+    if let Some(Value::String(v)) = m.custom_metadata_map.as_ref().and_then(|map| map.get(key)) {
+        return Some(v.clone());
     }
-    // `token-keeper <id> on <host> for <cluster>[ (doctor)]`: every part is a single word.
-    let words: Vec<&str> = m.comment.as_deref()?.split(' ').collect();
-    match words.as_slice() {
-        ["token-keeper", _, "on", _, "for", cluster, ..] => Some((*cluster).to_owned()),
-        _ => None,
-    }
+    m.comment.as_deref().and_then(parse_comment).map(pick)
+}
+
+/// The host and cluster of a label comment, `token-keeper <id> on <host> for <cluster>`
+/// (with ` (doctor)` or ` (exec)` after it), as Knox 1.6 keeps it (docs/knox.md §2.5).
+pub fn parse_comment(comment: &str) -> Option<(String, String)> {
+    let rest = comment.strip_prefix("token-keeper ")?;
+    let (_, rest) = rest.split_once(" on ")?;
+    let (host, cluster) = rest.split_once(" for ")?;
+    let cluster =
+        [DOCTOR_SUFFIX, EXEC_SUFFIX].iter().find_map(|s| cluster.strip_suffix(s)).unwrap_or(cluster);
+    (!host.is_empty() && !cluster.is_empty()).then(|| (host.to_owned(), cluster.to_owned()))
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ fn published() -> Published {
         stale: false,
         last_error: None,
         renewed_at: None,
+        last_eviction: None,
         knox_clock_offset_ms: -1500,
     }
 }

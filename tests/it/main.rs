@@ -12,6 +12,7 @@ mod doctor;
 mod exec;
 mod failures;
 mod fuzz_corpus;
+mod guard;
 mod harness;
 mod hostile_config;
 mod hostile_knox;

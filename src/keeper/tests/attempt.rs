@@ -48,8 +48,8 @@ fn step(t0: Instant, s: &Option<Step>) -> String {
     match s {
         None => "-".to_owned(),
         Some(Step::WakeAt(t)) => format!("wake +{:?}", t.saturating_duration_since(t0)),
-        Some(Step::Start(Start::Acquire { generation })) => format!("acquire g{generation}"),
-        Some(Step::Start(Start::Renew { token, generation })) => {
+        Some(Step::Start(Start::Acquire { generation, .. })) => format!("acquire g{generation}"),
+        Some(Step::Start(Start::Renew { token, generation, .. })) => {
             format!("renew {} g{generation}", token.id())
         }
     }

@@ -13,12 +13,14 @@ use crate::secret::Secret;
 
 mod adopt;
 mod attempt;
+mod census;
 mod clocks;
 mod forced;
 mod reload;
 mod report;
 mod revoke;
 mod slot;
+mod sweep;
 mod timers;
 mod warnings;
 
@@ -118,6 +120,7 @@ fn effect(t0: Instant, e: &Effect) -> String {
         Effect::Record(Record::RenewalFailed(code)) => format!("record renewal failed {code}"),
         Effect::Record(Record::Revoked { ok }) => format!("record revoked ok={ok}"),
         Effect::Record(Record::Stale(error)) => format!("record stale {error:?}"),
+        Effect::Record(Record::Evicted) => "record evicted".to_owned(),
         Effect::Hook { generation } => format!("hook g{generation}"),
         Effect::WriteJson(p) => format!("write json stale={} {:?}", p.stale, p.last_error),
         Effect::RemoveFiles => "remove files".to_owned(),
@@ -147,6 +150,7 @@ pub(super) fn say(note: &Note) -> String {
         Note::ShortToken { lifetime, min_valid, .. } => format!("short token {lifetime:?} < {min_valid:?}"),
         Note::RenewalRefused { token_id, reason } => format!("renewal of {token_id} refused: {reason:?}"),
         Note::RenewalStopped { reason } => format!("renewal stopped: {reason:?}"),
+        Note::Evicted { token_id, reason } => format!("evicted {token_id}: {reason}"),
         Note::RefreshFailed(f) => {
             let level = if f.loud { "error" } else { "warn" };
             let retry = f.retry_in.map_or_else(|| "now".to_owned(), |d| format!("{d:?}"));

@@ -18,6 +18,12 @@ fn a_superseded_token_is_revoked_after_a_while_but_before_it_expires() {
     absurd.lifecycle.revoke_superseded_after = Duration::MAX;
     let new = |c| holding(c, token(t0, Some(H)));
     let refused = State { revoke_refused: true, ..new(&c) };
+    // The eviction guard found a token removed on the server: that one is gone already.
+    let gone = |id: &str| {
+        let mut s = new(&c);
+        s.guard.gone = Some(id.to_owned());
+        s
+    };
     // Tokens that arrived `age` ago, valid for `lifetime` from then.
     let old = |age: Duration, lifetime| old_token(t0 - age, lifetime);
     let unmanaged = Token { managed: false, ..old(MIN, Some(H)) };
@@ -40,6 +46,8 @@ fn a_superseded_token_is_revoked_after_a_while_but_before_it_expires() {
         (&c, new(&c), unmanaged, vec![]),
         (&c, refused, old(MIN, Some(H)), vec![]),
         (&c, new(&c), same, vec![]),
+        (&c, gone("id-0"), old(MIN, Some(H)), vec![]),
+        (&c, gone("id-7"), old(MIN, Some(H)), vec!["revoke id-0 by id-0 at 120s (try 1)"]),
         // A wait too long to add to the clock never comes; capped by expiry it does.
         (&absurd, new(&absurd), old(MIN, None), vec![]),
         (&absurd, new(&absurd), old(MIN, Some(H)), vec!["revoke id-0 by id-0 at 3540s (try 1)"]),
