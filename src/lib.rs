@@ -39,6 +39,7 @@ mod control;
 pub mod fuzzing;
 mod hooks;
 pub mod keeper;
+pub mod keys;
 pub mod knox;
 mod output;
 mod reload;

@@ -63,7 +63,8 @@ pub(super) fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
 /// `status --json`: an array with one object per cluster: `cluster`, `state` (`fresh`,
 /// `expiring`, `stale`, `expired`, `not_published`, `unreadable`), `fresh`, `token_id`,
 /// `expires_at`, `expires_at_ms`, `remaining_seconds`, `knox_clock_offset_ms`, `generation`,
-/// `error`, and `installation_id` in every row (the array leaves no room for a field of the
+/// `verified` (`pinned`, `jwks`, `endpoint_cert`, `unverified`, `off`, or null when the files
+/// do not say), `error`, and `installation_id` in every row (the array leaves no room for a field of the
 /// whole).
 fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
     use serde_json::Value;
@@ -106,6 +107,7 @@ fn status_row(c: &Cluster, now: SystemTime) -> serde_json::Value {
                 "remaining_seconds": remaining.map(|ms| ms.max(0) / 1000),
                 "knox_clock_offset_ms": p.knox_clock_offset_ms,
                 "generation": p.generation,
+                "verified": p.verified.map(|v| v.as_str()),
                 "error": p.last_error,
             })
         }

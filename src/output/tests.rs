@@ -23,6 +23,7 @@ fn published() -> Published {
         last_error: None,
         renewed_at: None,
         knox_clock_offset_ms: -1500,
+        verified: None,
     }
 }
 
