@@ -406,6 +406,7 @@ path = "/tmp/b/token"
             last_error: None,
             renewed_at: None,
             knox_clock_offset_ms: offset,
+            verified: None,
         }
     }
 

@@ -252,7 +252,7 @@ async fn route(shared: &Shared, req: &Req<'_>, caller: Result<String, Rejection>
         Resource::SetEnabled(enable) => api::set_enabled(&mut shared.state(), req, enable),
         Resource::SetEnabledBatch(enable) => api::set_enabled_batch(&mut shared.state(), req, enable),
         Resource::UserTokens => api::user_tokens(&mut shared.state(), req),
-        Resource::Jwks => api::jwks(knox),
+        Resource::Jwks => api::jwks(&shared.state().opts),
     }
 }
 
