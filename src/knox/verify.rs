@@ -13,6 +13,7 @@
 //!
 //! The JWKS is cached per URL; a token whose `kid` the cache does not know (Knox rotated its
 //! key) triggers a refetch, at most one per [`REFETCH_AFTER`] per URL ([`should_fetch`]).
+//! An unreadable JWKS is cached as such, so it too is asked again at most once a minute.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -178,12 +179,15 @@ pub fn check_claims(s: &Signed, token: &Token, issuer: Option<&str>) -> Result<(
     Ok(())
 }
 
-/// Whether to fetch a JWKS URL now: never fetched; or the cached answer is not usable for this
-/// token (no such key, or it was unreadable) and the last fetch was [`REFETCH_AFTER`] ago.
-pub fn should_fetch(last_fetch: Option<Instant>, usable: bool, now: Instant) -> bool {
-    match last_fetch {
+/// Whether to fetch a JWKS URL now: when nothing is cached yet; or when the cached answer is
+/// not usable for this token (no key its `kid` names, or the JWKS was unreadable) and there
+/// was no refetch in the last [`REFETCH_AFTER`], so Knox rotating its key costs one refetch
+/// and a stream of tokens with unknown kids at most one a minute.
+pub fn should_fetch(cached: bool, usable: bool, last_refetch: Option<Instant>, now: Instant) -> bool {
+    match last_refetch {
+        _ if !cached => true,
+        _ if usable => false,
         None => true,
-        Some(_) if usable => false,
         Some(at) => now.saturating_duration_since(at) >= REFETCH_AFTER,
     }
 }
@@ -206,7 +210,8 @@ pub fn jwks_url(token_url: &Url) -> Url {
 /// One JWKS URL's cached answer.
 #[derive(Debug, Clone)]
 struct Cached {
-    fetched_at: Instant,
+    /// The last fetch that replaced a cached answer, if any.
+    last_refetch: Option<Instant>,
     /// The keys, or why there are none (not JSON, 500...).
     keys: Result<Vec<RsaKey>, String>,
 }
@@ -283,13 +288,14 @@ async fn jwks_keys(client: &super::KnoxClient, cluster: &Cluster, signed: &Signe
     let cached = client.keys.lock().jwks.get(&url).cloned();
     let usable = cached.as_ref().is_some_and(|c| c.keys.as_ref().is_ok_and(|k| signed.covered_by(k)));
     let now = Instant::now();
-    let entry = if should_fetch(cached.as_ref().map(|c| c.fetched_at), usable, now) {
+    let last_refetch = cached.as_ref().and_then(|c| c.last_refetch);
+    let entry = if should_fetch(cached.is_some(), usable, last_refetch, now) {
         let keys = client.get_jwks(cluster, &url).await.and_then(|body| keys::from_jwks(&body, url.as_str()));
         match &keys {
             Ok(k) => tracing::debug!(cluster = %cluster.name, url = %url, keys = k.len(), "fetched Knox's JWKS"),
             Err(e) => tracing::info!(cluster = %cluster.name, "Knox's JWKS is not usable: {e}"),
         }
-        let entry = Cached { fetched_at: now, keys };
+        let entry = Cached { last_refetch: if cached.is_some() { Some(now) } else { None }, keys };
         client.keys.lock().jwks.insert(url.clone(), entry.clone());
         entry
     } else {

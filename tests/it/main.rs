@@ -25,3 +25,4 @@ mod operating;
 mod packaging;
 mod tidy;
 mod tls;
+mod verify;

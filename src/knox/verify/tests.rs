@@ -125,21 +125,25 @@ fn claims_are_checked_for_issuer_expiry_and_agreement() {
 fn a_jwks_is_refetched_for_an_unknown_kid_at_most_once_a_minute() {
     let t0 = Instant::now();
     let s = Duration::from_secs;
-    // (last fetch, cached keys usable for this token, now, fetch?)
+    // (cached, usable for this token, last refetch, now, fetch?)
     let cases = [
-        (None, false, t0, true),
-        (None, true, t0, true),
-        (Some(t0), true, t0 + s(3600), false),
-        (Some(t0), false, t0, false),
-        (Some(t0), false, t0 + s(59), false),
-        (Some(t0), false, t0 + s(60), true),
-        (Some(t0), false, t0 + s(600), true),
-        // A clock that went backwards never fetches early.
-        (Some(t0 + s(10)), false, t0, false),
+        // Nothing cached: the first fetch.
+        (false, false, None, t0, true),
+        // A cached key the token names: never.
+        (true, true, None, t0 + s(3600), false),
+        (true, true, Some(t0), t0 + s(3600), false),
+        // Unknown kid (or an unreadable JWKS): one refetch at once, then one a minute.
+        (true, false, None, t0, true),
+        (true, false, Some(t0), t0, false),
+        (true, false, Some(t0), t0 + s(59), false),
+        (true, false, Some(t0), t0 + s(60), true),
+        (true, false, Some(t0), t0 + s(600), true),
+        // A clock that went backwards never refetches early.
+        (true, false, Some(t0 + s(10)), t0, false),
     ];
-    for (last, usable, now, want) in cases {
+    for (cached, usable, last, now, want) in cases {
         let since = last.map(|l: Instant| now.saturating_duration_since(l));
-        assert_eq!(should_fetch(last, usable, now), want, "{since:?} usable {usable}");
+        assert_eq!(should_fetch(cached, usable, last, now), want, "cached {cached} usable {usable} {since:?}");
     }
 }
 
