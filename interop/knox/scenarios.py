@@ -414,3 +414,50 @@ def labels_visible(ctx: Ctx) -> str:
     check(mine == [tid], f"tokens list --mine --json is Knox's list of ours: {mine}")
     shown = {"comment": meta.get("comment"), "customMetadataMap": meta.get("customMetadataMap")}
     return f"Knox {ctx.target.knox_version} kept {json.dumps(shown)}; --mine lists 1 of {len(everyone)}"
+
+
+def jwks_answer(ctx: Ctx, user: str) -> tuple[int, bytes]:
+    """Knox's JWKS next to the token URL, with the user's credentials (docs/knox.md §8.3)."""
+    url = ctx.target.token_url("token").rsplit("/token", 1)[0] + "/jwks.json"
+    return http(url, ctx.target.ca_file, user=user)
+
+
+@scenario
+def verify_rejects_foreign_key(ctx: Ctx) -> str:
+    k = ctx.keeper("sam")
+    r = k.once()
+    check(r.returncode == 0, f"once exits 0 with verify = auto, got {r.returncode}: {r.stderr[-500:]}")
+    p = k.published()
+    how = p.get("verified")
+    kid = json.loads(base64url(p["access_token"].split(".")[0])).get("kid")
+    # What this release's JWKS answers, for docs/knox.md §8.3.
+    status, body = jwks_answer(ctx, "sam")
+    (ctx.dir / "jwks.txt").write_bytes(body)
+    try:
+        doc = json.loads(body)
+        jwks = f"{status} JSON, kids {[key.get('kid') for key in doc.get('keys', [])]}"
+        check(status != 200 or how == "jwks", f"a JSON JWKS is what verified the token, not {how!r}")
+        check(status != 200 or kid in [key.get("kid") for key in doc["keys"]],
+              f"the token's kid {kid} is in the JWKS")
+    except ValueError:
+        jwks = f"{status} not JSON ({body[:40]!r}...)"
+        check(how == "endpoint_cert", f"without a JSON JWKS the answer's certificate verified it, not {how!r}")
+    check(how in ("jwks", "endpoint_cert"), f"the token was verified, not {how!r}")
+
+    # Pin a key Knox does not sign with: the keeper must refuse Knox's next token.
+    foreign = Path(__file__).resolve().parents[2] / "crates/knox-sim/src/foreign_cert.pem"
+    k.write_config(public_cert_file=str(foreign))
+    with k.running():
+        wait_for("the daemon to take over the published token", lambda: k.messages("kept the published token"), 30)
+        k.signal(signal.SIGUSR1)
+        failed = wait_for("the refused refresh", lambda: k.messages("refresh failed"), 60)
+        msg = failed[0]["message"]
+        check("failed the kid check" in msg and "not published" in msg, f"the error names the check: {msg}")
+        check(k.published()["token_id"] == p["token_id"], "the previously published token stays")
+        check(k.raw() == p["access_token"], "the raw output is untouched")
+    return f"verified by {how} (JWKS {jwks}); pinned foreign key refused: kid check"
+
+
+def base64url(seg: str) -> bytes:
+    import base64
+    return base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4))

@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 # touches another. Everyone but bob may renew (knox.token.renewer.whitelist).
 USERS = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
-    "ken", "leo", "mia", "nick", "olga", "pam", "quinn", "rita",
+    "ken", "leo", "mia", "nick", "olga", "pam", "quinn", "rita", "sam", "sue",
 ]
 NOT_RENEWERS = {"bob"}
 TOKEN_LIMIT = 4  # gateway.knox.token.limit.per.user: small, so leaks show
