@@ -370,7 +370,9 @@ class Sim(Target):
                 "--ttl", f"{t.ttl_ms}ms", "--renew-interval", f"{t.renew_ms}ms",
                 "--max-lifetime", f"{t.max_lifetime_ms}ms", "--token-limit", str(TOKEN_LIMIT),
                 "--limit-action", t.limit_action, "--eviction-grace", "600s",
-                "--state-file", str(self.work / f"{name}.state.json")]
+                "--state-file", str(self.work / f"{name}.state.json"),
+                # conf/topologies/token.xml has no anon rule for the JWKS: it wants credentials.
+                "--jwks-auth"]
         for u in USERS:
             args += ["--user", f"{u}:{password(u)}"]
             if u not in NOT_RENEWERS:

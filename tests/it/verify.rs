@@ -92,9 +92,9 @@ fn a_pinned_key_wins_over_what_knox_serves() {
 
 #[test]
 fn without_a_jwks_the_answers_certificate_is_used() {
-    // The 1.6 profile serves the JWKS as a Java map string, which is not JSON; the 2.1 one
+    // The 1.5 profile serves the JWKS as a Java map string, which is not JSON; the 2.1 one
     // answers 500 here, as an anonymous Shiro topology does.
-    for (version, unavailable) in [(KnoxVersion::V1_6, false), (KnoxVersion::V2_1, true)] {
+    for (version, unavailable) in [(KnoxVersion::V1_5, false), (KnoxVersion::V2_1, true)] {
         let sim = sim();
         sim.set_options(|o| {
             o.version = version;

@@ -522,15 +522,16 @@ pub(super) fn tss_status(state: &State) -> Response<Body> {
     reply(StatusCode::OK, Some(JSON), format!("{{\n{}\n}}", lines.join(",\n")))
 }
 
-/// `GET .../knoxtoken/api/v1/jwks.json` (§8.3) publishing the signing key: JSON from 2.0 on
-/// (observed on 2.0.0 with credentials), a Java `Map.toString()` before (as Knox's sources
-/// before KNOX-2938 write it); 500 when [`crate::SimOptions::jwks_unavailable`].
+/// `GET .../knoxtoken/api/v1/jwks.json` (§8.3) publishing the signing key: JSON from 1.6 on
+/// (observed on 1.6.1 and 2.0.0 with credentials), a Java `Map.toString()` before (as Knox's
+/// sources before KNOX-2938 suggest; unverified); 500 when
+/// [`crate::SimOptions::jwks_unavailable`].
 pub(super) fn jwks(opts: &crate::SimOptions) -> Response<Body> {
     if opts.jwks_unavailable {
         return reply(StatusCode::INTERNAL_SERVER_ERROR, Some(JSON), r#"{"error": "Unable to get the JWKS"}"#);
     }
     let key = opts.signing_key;
-    let body = if opts.version >= KnoxVersion::V2_0 { jwt::jwks_json(key) } else { jwt::jwks_map_string(key) };
+    let body = if opts.version >= KnoxVersion::V1_6 { jwt::jwks_json(key) } else { jwt::jwks_map_string(key) };
     reply(StatusCode::OK, Some(JSON), body)
 }
 

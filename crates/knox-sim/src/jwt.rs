@@ -122,8 +122,8 @@ pub(crate) fn sign(key: SimKey, kid: Option<&str>, claims: &Value) -> String {
     jsonwebtoken::encode(&header, claims, &keys(key).encoding).expect("a bundled key signs any JSON")
 }
 
-/// The JWKS body (docs/knox.md §8.3) publishing `key`, as valid JSON (Knox 2.0.0 with
-/// credentials, observed, and every later release).
+/// The JWKS body (docs/knox.md §8.3) publishing `key`, as valid JSON (observed on Knox 1.6.1
+/// and 2.0.0 with credentials).
 pub(super) fn jwks_json(key: SimKey) -> String {
     let key = keys(key);
     let jwk = json!({"kty": "RSA", "e": key.e, "use": "sig", "kid": key.kid, "alg": "RS256", "n": key.n});

@@ -128,10 +128,15 @@ pub struct SimOptions {
     /// Answer the JWKS with 500, as a Shiro topology whose JWKS path is anonymous does
     /// (observed on 2.0.0, docs/knox.md §8.3).
     pub jwks_unavailable: bool,
+    /// Serve the JWKS without credentials, as topologies that mark
+    /// `urls./knoxtoken/api/v1/jwks.json = anon` do (Knox's shipped sandbox). `false` is a
+    /// Shiro topology without that rule: the JWKS wants the same credentials as the token
+    /// endpoint (observed on 1.6.1 and 2.0.0: 401 without them).
+    pub jwks_anonymous: bool,
 }
 
 /// The simulator's bundled RSA key pairs (public, dev only; see `jwt.rs`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SimKey {
     /// `dev_key.pem`, the key the simulator starts with.
     #[default]
@@ -189,6 +194,7 @@ impl Default for SimOptions {
             signing_key: SimKey::Dev,
             sign_with_foreign_key: false,
             jwks_unavailable: false,
+            jwks_anonymous: true,
         }
     }
 }

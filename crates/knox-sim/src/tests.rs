@@ -1866,14 +1866,21 @@ async fn key_rotation_and_a_foreign_key_show_in_kid_jwks_and_endpoint_cert() {
 }
 
 #[tokio::test]
-async fn jwks_is_json_from_2_0_and_can_be_made_unavailable() {
-    // Knox 2.0.0 with credentials answered valid JSON (observed); 1.6 gets the map string.
-    for (version, json) in [(KnoxVersion::V1_6, false), (KnoxVersion::V2_0, true), (KnoxVersion::V2_1, true)] {
+async fn jwks_is_json_from_1_6_and_can_be_made_unavailable() {
+    // Knox 1.6.1 and 2.0.0 with credentials answered valid JSON (observed); 1.5 gets the map
+    // string its sources suggest.
+    for (version, json) in [(KnoxVersion::V1_5, false), (KnoxVersion::V1_6, true), (KnoxVersion::V2_0, true)] {
         let sim = start(|o| o.version = version).await;
         let url = format!("{}/knoxtoken/api/v1/jwks.json", sim.base_url());
         let reply = send(&sim, "GET", &url, &[ALICE], "").await;
         assert_eq!(reply.status, 200, "{version:?}");
         assert_eq!(serde_json::from_str::<Value>(&reply.body).is_ok(), json, "{version:?}: {}", reply.body);
+        // Anonymous by default (Knox's sandbox marks it so); a Shiro topology without the rule
+        // wants credentials (observed on 1.6.1 and 2.0.0: 401).
+        assert_eq!(send(&sim, "GET", &url, &[], "").await.status, 200, "{version:?}");
+        sim.set_options(|o| o.jwks_anonymous = false);
+        assert_eq!(send(&sim, "GET", &url, &[], "").await.status, 401, "{version:?}");
+        assert_eq!(send(&sim, "GET", &url, &[ALICE], "").await.status, 200, "{version:?}");
         sim.set_options(|o| o.jwks_unavailable = true);
         assert_eq!(send(&sim, "GET", &url, &[ALICE], "").await.status, 500, "{version:?}");
     }
