@@ -1,4 +1,4 @@
-//! RSA public keys, read from the forms Knox and its admins hand them out in, and RS256
+//! RSA public keys, read from the forms Knox and its admins hand them out in, and RSA
 //! signature checks against them (docs/knox.md §8).
 //!
 //! A leaf: it knows nothing of the rest of the daemon. Keys come from a PEM certificate, a
@@ -11,8 +11,8 @@
 //! (docs/knox.md §8.2); [`RsaKey::thumbprint`] computes it, so a token's `kid` can be
 //! matched against a certificate that carries no name.
 //!
-//! Signatures are checked with `ring` (already in the daemon through rustls), RSASSA-PKCS1-v1_5
-//! with SHA-256 and a 2048 to 8192-bit modulus, the only algorithm Knox signs with by default.
+//! Signatures are checked with `ring` (already in the daemon through rustls): RS256, Knox's
+//! default, and the other RSA algorithms `knox.token.sigalg` allows ([`rsa_algorithm`]).
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
@@ -69,11 +69,28 @@ impl RsaKey {
         self.kid.as_deref() == Some(kid) || self.thumbprint == kid
     }
 
-    /// Whether `signature` is this key's RS256 signature of `message`.
-    pub fn verifies_rs256(&self, message: &[u8], signature: &[u8]) -> bool {
+    /// Whether `signature` is this key's signature of `message` with the JWS algorithm `alg`
+    /// (one [`rsa_algorithm`] knows; any other never verifies).
+    pub fn verifies(&self, alg: &str, message: &[u8], signature: &[u8]) -> bool {
+        let Some(params) = rsa_algorithm(alg) else { return false };
         let key = ring::signature::RsaPublicKeyComponents { n: &self.n, e: &self.e };
-        key.verify(&ring::signature::RSA_PKCS1_2048_8192_SHA256, message, signature).is_ok()
+        key.verify(params, message, signature).is_ok()
     }
+}
+
+/// The RSA signature algorithms Knox may sign with (`knox.token.sigalg`, docs/knox.md §6.1):
+/// RS256 (the default), RS384, RS512 and PS256, PS384, PS512, each with a 2048 to 8192-bit key.
+pub fn rsa_algorithm(alg: &str) -> Option<&'static ring::signature::RsaParameters> {
+    use ring::signature as s;
+    Some(match alg {
+        "RS256" => &s::RSA_PKCS1_2048_8192_SHA256,
+        "RS384" => &s::RSA_PKCS1_2048_8192_SHA384,
+        "RS512" => &s::RSA_PKCS1_2048_8192_SHA512,
+        "PS256" => &s::RSA_PSS_2048_8192_SHA256,
+        "PS384" => &s::RSA_PSS_2048_8192_SHA384,
+        "PS512" => &s::RSA_PSS_2048_8192_SHA512,
+        _ => return None,
+    })
 }
 
 fn strip_zeros(b: &[u8]) -> &[u8] {

@@ -155,9 +155,16 @@ fn rs256_signatures_verify_only_with_the_signing_key() {
     let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
     let dev = &from_pem(SimKey::Dev.cert_pem(), "dev").unwrap()[0];
     let foreign = &from_pem(SimKey::Foreign.cert_pem(), "foreign").unwrap()[0];
-    assert!(dev.verifies_rs256(input.as_bytes(), &sig));
-    assert!(!foreign.verifies_rs256(input.as_bytes(), &sig));
-    assert!(!dev.verifies_rs256(format!("{input}x").as_bytes(), &sig), "another message");
-    assert!(!dev.verifies_rs256(input.as_bytes(), &sig[1..]), "a cut signature");
+    assert!(dev.verifies("RS256", input.as_bytes(), &sig));
+    assert!(!foreign.verifies("RS256", input.as_bytes(), &sig));
+    assert!(!dev.verifies("RS256", format!("{input}x").as_bytes(), &sig), "another message");
+    assert!(!dev.verifies("RS256", input.as_bytes(), &sig[1..]), "a cut signature");
+    // The right key under another algorithm's name does not verify either.
+    for alg in ["RS384", "RS512", "PS256", "HS256", "none", ""] {
+        assert!(!dev.verifies(alg, input.as_bytes(), &sig), "{alg}");
+    }
+    for alg in ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512"] {
+        assert!(rsa_algorithm(alg).is_some(), "{alg}");
+    }
     assert!(format!("{dev:?}").contains("2048 bits"));
 }

@@ -1,4 +1,4 @@
-//! Verifying an issued token before anyone sees it (docs/knox.md §8): its RS256 signature and
+//! Verifying an issued token before anyone sees it (docs/knox.md §8): its RSA signature and
 //! `kid` against Knox's key, its `iss`, and that `exp` and `expires_in` agree.
 //!
 //! Where the key comes from, in order: the key pinned in the config (`public_cert_file` or
@@ -131,25 +131,33 @@ impl Signed {
     /// Whether some key of `keys` is one this token names and verifies it: a cache that has
     /// none is stale for this token.
     pub fn covered_by(&self, keys: &[RsaKey]) -> bool {
-        keys.iter().any(|k| self.names(k) && k.verifies_rs256(&self.input, &self.signature))
+        keys.iter().any(|k| self.names(k) && self.verified_by(k))
+    }
+
+    fn verified_by(&self, key: &RsaKey) -> bool {
+        key.verifies(self.alg.as_deref().unwrap_or_default(), &self.input, &self.signature)
     }
 }
 
 /// Checks the signature and `kid` of `s` against `keys` (from `source`, for messages).
 pub fn check_signature(s: &Signed, keys: &[RsaKey], source: &str) -> Result<(), Failure> {
-    if s.alg.as_deref() != Some("RS256") {
+    if keys::rsa_algorithm(s.alg.as_deref().unwrap_or_default()).is_none() {
         let alg = s.alg.as_deref().map_or("none".to_owned(), |a| crate::text::quote(a, 20));
-        return Err(fail("alg", format!("the token is signed with {alg}, not RS256, so no public key can check it")));
+        return Err(fail(
+            "alg",
+            format!("the token is signed with {alg}, not an RSA algorithm, so no public key can check it"),
+        ));
     }
     let named: Vec<&RsaKey> = keys.iter().filter(|k| s.names(k)).collect();
     if named.is_empty() {
         let kid = s.kid.as_deref().map_or_else(String::new, |k| crate::text::quote(k, 80));
         return Err(fail("kid", format!("no key of {source} has the token's kid {kid}")));
     }
-    if named.iter().any(|k| k.verifies_rs256(&s.input, &s.signature)) {
+    if named.iter().any(|k| s.verified_by(k)) {
         return Ok(());
     }
-    Err(fail("signature", format!("the RS256 signature does not verify with the key of {source}")))
+    let alg = s.alg.as_deref().unwrap_or_default();
+    Err(fail("signature", format!("the {alg} signature does not verify with the key of {source}")))
 }
 
 /// Checks `iss` (when `issuer` is set), that the token is not expired on Knox's clock, and

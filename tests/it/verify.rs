@@ -141,3 +141,21 @@ fn no_key_at_all_publishes_in_auto_and_fails_in_require() {
     assert!(err.contains("published unverified"), "warned: {err}");
     assert_eq!(status_verified(&fx), "unverified");
 }
+
+#[test]
+fn doctor_shows_how_the_test_token_was_verified() {
+    let sim = sim();
+    let fx = Fixture::new();
+    fx.write_config(FAST, &[fx.cluster("vc", &sim.url(), "")]);
+    let row = |stdout: &str| stdout.lines().find(|l| l.contains(" verify ")).unwrap_or_default().to_owned();
+    let out = fx.cmd(&["doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(row(&stdout).contains("✔") && row(&stdout).contains("jwks key"), "{stdout}");
+
+    sim.set_options(|o| o.sign_with_foreign_key = true);
+    let out = fx.cmd(&["doctor"]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(row(&stdout).contains("✘") && row(&stdout).contains("failed the kid check"), "{stdout}");
+}
