@@ -452,6 +452,8 @@ def verify_rejects_foreign_key(ctx: Ctx) -> str:
     cert_kid = cert_thumbprint(answer["endpoint_public_cert"])
     token_kid = json.loads(base64url(answer["access_token"].split(".")[0])).get("kid")
     cert = "the signing key's" if cert_kid == token_kid else f"another key's ({cert_kid})"
+    r = k.verb("tokens", "revoke", answer["token_id"])
+    check(r.returncode == 0, f"the harness's own token is revoked, got {r.returncode}: {r.stderr[-300:]}")
     if ctx.target.name != "sim":
         # A default gateway signs with its TLS identity, so the cert is the signing key's.
         check(cert_kid == token_kid, f"endpoint_public_cert is the signing key's cert: {cert_kid} != {token_kid}")
@@ -467,7 +469,11 @@ def verify_rejects_foreign_key(ctx: Ctx) -> str:
         check("failed the kid check" in msg and "not published" in msg, f"the error names the check: {msg}")
         check(k.published()["token_id"] == p["token_id"], "the previously published token stays")
         check(k.raw() == p["access_token"], "the raw output is untouched")
-    return f"verified by {how} (JWKS {jwks}, {anon} without credentials; endpoint_public_cert is {cert} cert); pinned foreign key refused: kid check"
+        # The refused tokens were revoked: only the published one is left in Knox's store.
+        wait_for("the refused token to be revoked", lambda: k.messages("revoked the refused token"), 30)
+        wait_for("only the published token to be left",
+                 lambda: [t["tokenId"] for t in list_tokens(k)] == [p["token_id"]], 30, 0.5)
+    return f"verified by {how} (JWKS {jwks}, {anon} without credentials; endpoint_public_cert is {cert} cert); pinned foreign key refused: kid check, refused token revoked"
 
 
 def cert_thumbprint(b64_der: str) -> str:

@@ -146,8 +146,37 @@ impl KnoxClient {
                 reason,
             })?;
         // Before the token leaves this function, so nothing publishes an unverified one.
-        token.verified = super::verify::verify(self, cluster, &token, &body, &shown).await?;
+        match super::verify::verify(self, cluster, &token, &body, &shown).await {
+            Ok(how) => token.verified = how,
+            Err(e) => {
+                self.revoke_refused(cluster, &token).await;
+                return Err(e);
+            }
+        }
         Ok(token)
+    }
+
+    /// Revokes a managed token that failed verification, by its id, so that refusing tokens
+    /// (and retrying) does not fill the user's per-user token limit (docs/knox.md §4.1, §9.3).
+    /// Best effort: the outcome is logged.
+    async fn revoke_refused(&self, cluster: &Cluster, token: &Token) {
+        let Some(id) = token.token_id.as_deref().filter(|_| token.managed && !token.legacy) else {
+            return;
+        };
+        let mut flavor = Flavor::default();
+        match self.token_op(cluster, Op::Revoke, &Secret::new(id), &mut flavor).await {
+            Ok((status, _)) if status.is_success() => {
+                tracing::info!(cluster = %cluster.name, token_id = id, "revoked the refused token");
+            }
+            Ok((status, body)) => tracing::warn!(
+                cluster = %cluster.name,
+                token_id = id,
+                status = status.as_u16(),
+                "could not revoke the refused token: {}",
+                snippet(&body)
+            ),
+            Err(e) => tracing::warn!(cluster = %cluster.name, token_id = id, "could not revoke the refused token: {e}"),
+        }
     }
 
     /// `GET` Knox's JWKS at `url` with the cluster's credentials (docs/knox.md §8.3): the body

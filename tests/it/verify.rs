@@ -45,6 +45,13 @@ fn a_token_signed_with_a_foreign_key_is_never_published() {
     // The unknown kid cost one refetch of the JWKS, and the retries none within the minute.
     assert_eq!(jwks_requests(&sim), 2);
     assert!(sim.acquisitions() >= 3);
+    // Each refused token was revoked, so the user's token limit does not fill up.
+    // (Polled: a retry may be between its acquisition and its revocation.)
+    let all_revoked = || {
+        let revoked = sim.revocations();
+        sim.issued().iter().skip(1).all(|t| revoked.contains(&t.token_id)) && sim.stored_tokens("alice") == 1
+    };
+    assert!(wait_until(WAIT, all_revoked), "issued {}, revoked {:?}", sim.issued().len(), sim.revocations());
     assert_no_secrets(&log, &sim.jwts());
 }
 
