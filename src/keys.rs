@@ -133,7 +133,8 @@ pub fn from_pem(text: &str, source: &str) -> Result<Vec<RsaKey>, String> {
     let mut rest = text;
     while let Some(start) = rest.find("-----BEGIN ") {
         let after = &rest[start + "-----BEGIN ".len()..];
-        let label_end = after.find("-----").ok_or_else(|| format!("{source}: a PEM BEGIN line is cut off"))?;
+        let label_end =
+            after.find("-----").ok_or_else(|| format!("{source}: a PEM BEGIN line is cut off"))?;
         let label = &after[..label_end];
         let body_start = &after[label_end + 5..];
         let end_marker = format!("-----END {label}-----");
@@ -210,7 +211,8 @@ pub fn from_jwks(text: &str, source: &str) -> Result<Vec<RsaKey>, String> {
                 .map_err(|_| format!("{source}: key {i}'s \"{name}\" is not base64url"))
         };
         let kid = entry.get("kid").and_then(serde_json::Value::as_str).map(str::to_owned);
-        let key = RsaKey::new(&field("n")?, &field("e")?, kid).map_err(|e| format!("{source}: key {i}: {e}"))?;
+        let key =
+            RsaKey::new(&field("n")?, &field("e")?, kid).map_err(|e| format!("{source}: key {i}: {e}"))?;
         keys.push(key);
         if keys.len() > MAX_KEYS {
             return Err(format!("{source}: more than {MAX_KEYS} keys"));

@@ -99,7 +99,8 @@ impl RawVerify<'_> {
 fn load(ctx: &str, key: &'static str, value: &str, env: &Env) -> Result<PinnedKeys, String> {
     let path = expand_path(ctx, key, value, env)?;
     let source = format!("{key} {}", path.display());
-    let bytes = read_regular_file(&path, MAX_KEY_BYTES as u64).map_err(|e| format!("{ctx}: {source}: {e}"))?;
+    let bytes =
+        read_regular_file(&path, MAX_KEY_BYTES as u64).map_err(|e| format!("{ctx}: {source}: {e}"))?;
     let keys = if key == "jwks_file" {
         let text = String::from_utf8(bytes).map_err(|_| format!("{ctx}: {source}: not UTF-8 text"))?;
         keys::from_jwks(&text, &source)

@@ -95,8 +95,14 @@ fn jwks_documents_keep_rsa_keys_and_name_what_is_wrong() {
         (r#"{"keys":[]}"#.to_owned(), "no RSA key"),
         (json!({"keys": [ec]}).to_string(), "no RSA key"),
         (json!({"keys": [{"kty": "RSA", "e": "AQAB"}]}).to_string(), "key 0 has no string \"n\""),
-        (json!({"keys": [{"kty": "RSA", "e": "AQAB", "n": "a+b/"}]}).to_string(), "key 0's \"n\" is not base64url"),
-        (json!({"keys": [{"kty": "RSA", "e": "AQAB", "n": "AAAA"}]}).to_string(), "key 0: the RSA key's modulus"),
+        (
+            json!({"keys": [{"kty": "RSA", "e": "AQAB", "n": "a+b/"}]}).to_string(),
+            "key 0's \"n\" is not base64url",
+        ),
+        (
+            json!({"keys": [{"kty": "RSA", "e": "AQAB", "n": "AAAA"}]}).to_string(),
+            "key 0: the RSA key's modulus",
+        ),
     ];
     for (doc, want) in cases {
         let err = from_jwks(&doc, "https://knox/jwks.json").unwrap_err();
@@ -107,7 +113,10 @@ fn jwks_documents_keep_rsa_keys_and_name_what_is_wrong() {
 #[test]
 fn files_that_are_not_public_keys_are_refused_by_name() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
-        (b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n".to_vec(), "holds a private key"),
+        (
+            b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n".to_vec(),
+            "holds a private key",
+        ),
         (b"-----BEGIN FOO-----\nAAAA\n-----END FOO-----\n".to_vec(), "\"FOO\" is not a certificate"),
         (b"-----BEGIN CERTIFICATE-----\nAAAA\n".to_vec(), "has no END line"),
         (b"-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n".to_vec(), "is not Base64"),
@@ -142,7 +151,9 @@ fn truncated_or_mangled_der_fails_cleanly() {
         let _ = from_spki_der(&junk);
     }
     // Lengths that claim more than there is, or too many length bytes.
-    for bad in [&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff][..], &[0x30, 0x85, 1, 1, 1, 1, 1], &[0x30, 0x80], &[0x1f, 1]] {
+    for bad in
+        [&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff][..], &[0x30, 0x85, 1, 1, 1, 1, 1], &[0x30, 0x80], &[0x1f, 1]]
+    {
         assert!(from_der(bad).is_err(), "{bad:?}");
     }
 }

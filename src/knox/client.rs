@@ -134,8 +134,8 @@ impl KnoxClient {
         );
         let knox_now_ms = knox_clock(headers.get(DATE).and_then(|v| v.to_str().ok()), acquired_at);
         check_status(&shown, status, &headers, &body)?;
-        let mut token =
-            parse_token(&body, knox_now_ms, received, acquired_at).map_err(|reason| KnoxError::UnexpectedBody {
+        let mut token = parse_token(&body, knox_now_ms, received, acquired_at).map_err(|reason| {
+            KnoxError::UnexpectedBody {
                 url: shown.clone(),
                 status,
                 snippet: if body.contains("access_token") {
@@ -144,7 +144,8 @@ impl KnoxClient {
                     snippet(&body)
                 },
                 reason,
-            })?;
+            }
+        })?;
         // Before the token leaves this function, so nothing publishes an unverified one.
         match super::verify::verify(self, cluster, &token, &body, &shown).await {
             Ok(how) => token.verified = how,
@@ -175,7 +176,9 @@ impl KnoxClient {
                 "could not revoke the refused token: {}",
                 snippet(&body)
             ),
-            Err(e) => tracing::warn!(cluster = %cluster.name, token_id = id, "could not revoke the refused token: {e}"),
+            Err(e) => {
+                tracing::warn!(cluster = %cluster.name, token_id = id, "could not revoke the refused token: {e}")
+            }
         }
     }
 

@@ -112,7 +112,8 @@ impl Signed {
         let claims = object(c).ok_or_else(|| fail("signature", "the claims are not JSON"))?;
         let signature =
             URL_SAFE_NO_PAD.decode(s).map_err(|_| fail("signature", "the signature is not base64url"))?;
-        let text = |m: &serde_json::Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
+        let text =
+            |m: &serde_json::Map<String, Value>, k: &str| m.get(k).and_then(Value::as_str).map(str::to_owned);
         Ok(Signed {
             input: format!("{h}.{c}").into_bytes(),
             signature,
@@ -256,7 +257,8 @@ pub(super) async fn verify(
     if v.mode == VerifyMode::Off {
         return Ok(Verified::Off);
     }
-    let unverified = |f: Failure| KnoxError::Unverified { url: url.to_owned(), check: f.check, detail: f.detail };
+    let unverified =
+        |f: Failure| KnoxError::Unverified { url: url.to_owned(), check: f.check, detail: f.detail };
     let signed = Signed::split(token.jwt.expose()).map_err(unverified)?;
     let how = if let Some(pinned) = &v.pinned {
         check_signature(&signed, &pinned.keys, &pinned.source).map_err(unverified)?;
@@ -291,7 +293,11 @@ pub(super) async fn verify(
 
 /// The JWKS keys for `signed`, from the cache or fetched as [`should_fetch`] says, with the
 /// URL for messages; `None` when the JWKS is unreadable.
-async fn jwks_keys(client: &super::KnoxClient, cluster: &Cluster, signed: &Signed) -> Option<(Vec<RsaKey>, String)> {
+async fn jwks_keys(
+    client: &super::KnoxClient,
+    cluster: &Cluster,
+    signed: &Signed,
+) -> Option<(Vec<RsaKey>, String)> {
     let url = jwks_url(&cluster.token_url);
     let cached = client.keys.lock().jwks.get(&url).cloned();
     let usable = cached.as_ref().is_some_and(|c| c.keys.as_ref().is_ok_and(|k| signed.covered_by(k)));
@@ -300,7 +306,9 @@ async fn jwks_keys(client: &super::KnoxClient, cluster: &Cluster, signed: &Signe
     let entry = if should_fetch(cached.is_some(), usable, last_refetch, now) {
         let keys = client.get_jwks(cluster, &url).await.and_then(|body| keys::from_jwks(&body, url.as_str()));
         match &keys {
-            Ok(k) => tracing::debug!(cluster = %cluster.name, url = %url, keys = k.len(), "fetched Knox's JWKS"),
+            Ok(k) => {
+                tracing::debug!(cluster = %cluster.name, url = %url, keys = k.len(), "fetched Knox's JWKS")
+            }
             Err(e) => tracing::info!(cluster = %cluster.name, "Knox's JWKS is not usable: {e}"),
         }
         let entry = Cached { last_refetch: if cached.is_some() { Some(now) } else { None }, keys };

@@ -528,10 +528,15 @@ pub(super) fn tss_status(state: &State) -> Response<Body> {
 /// [`crate::SimOptions::jwks_unavailable`].
 pub(super) fn jwks(opts: &crate::SimOptions) -> Response<Body> {
     if opts.jwks_unavailable {
-        return reply(StatusCode::INTERNAL_SERVER_ERROR, Some(JSON), r#"{"error": "Unable to get the JWKS"}"#);
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(JSON),
+            r#"{"error": "Unable to get the JWKS"}"#,
+        );
     }
     let key = opts.signing_key;
-    let body = if opts.version >= KnoxVersion::V1_6 { jwt::jwks_json(key) } else { jwt::jwks_map_string(key) };
+    let body =
+        if opts.version >= KnoxVersion::V1_6 { jwt::jwks_json(key) } else { jwt::jwks_map_string(key) };
     reply(StatusCode::OK, Some(JSON), body)
 }
 

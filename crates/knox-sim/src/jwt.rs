@@ -62,13 +62,13 @@ fn keys(key: SimKey) -> &'static KeyPair {
     static ROTATED: OnceLock<KeyPair> = OnceLock::new();
     static FOREIGN: OnceLock<KeyPair> = OnceLock::new();
     match key {
-        SimKey::Dev => DEV.get_or_init(|| key_pair(include_bytes!("dev_key.pem"), include_str!("dev_cert.pem"))),
-        SimKey::Rotated => {
-            ROTATED.get_or_init(|| key_pair(include_bytes!("rotated_key.pem"), include_str!("rotated_cert.pem")))
+        SimKey::Dev => {
+            DEV.get_or_init(|| key_pair(include_bytes!("dev_key.pem"), include_str!("dev_cert.pem")))
         }
-        SimKey::Foreign => {
-            FOREIGN.get_or_init(|| key_pair(include_bytes!("foreign_key.pem"), include_str!("foreign_cert.pem")))
-        }
+        SimKey::Rotated => ROTATED
+            .get_or_init(|| key_pair(include_bytes!("rotated_key.pem"), include_str!("rotated_cert.pem"))),
+        SimKey::Foreign => FOREIGN
+            .get_or_init(|| key_pair(include_bytes!("foreign_key.pem"), include_str!("foreign_cert.pem"))),
     }
 }
 

@@ -1869,7 +1869,8 @@ async fn key_rotation_and_a_foreign_key_show_in_kid_jwks_and_endpoint_cert() {
 async fn jwks_is_json_from_1_6_and_can_be_made_unavailable() {
     // Knox 1.6.1 and 2.0.0 with credentials answered valid JSON (observed); 1.5 gets the map
     // string its sources suggest.
-    for (version, json) in [(KnoxVersion::V1_5, false), (KnoxVersion::V1_6, true), (KnoxVersion::V2_0, true)] {
+    for (version, json) in [(KnoxVersion::V1_5, false), (KnoxVersion::V1_6, true), (KnoxVersion::V2_0, true)]
+    {
         let sim = start(|o| o.version = version).await;
         let url = format!("{}/knoxtoken/api/v1/jwks.json", sim.base_url());
         let reply = send(&sim, "GET", &url, &[ALICE], "").await;

@@ -47,7 +47,8 @@ fn signature_and_kid_are_checked_against_the_candidate_keys() {
     let mut jwks_named = dev.clone();
     jwks_named.kid = Some("knox-key-1".into());
     // (signer, kid in the header, keys, expected: Ok or the failed check)
-    let cases: Vec<(SimKey, Option<&str>, Vec<RsaKey>, Result<(), &str>)> = vec![
+    type Case<'a> = (SimKey, Option<&'a str>, Vec<RsaKey>, Result<(), &'a str>);
+    let cases: Vec<Case> = vec![
         (SimKey::Dev, Some(&dev_kid), vec![dev.clone()], Ok(())),
         (SimKey::Dev, Some(&dev_kid), vec![rotated.clone(), dev.clone()], Ok(())),
         // A JWKS entry's own kid names it too.
@@ -72,7 +73,7 @@ fn signature_and_kid_are_checked_against_the_candidate_keys() {
     // Not RS256: refused before any key is tried.
     let seg = |v: serde_json::Value| URL_SAFE_NO_PAD.encode(v.to_string());
     let hs = format!("{}.{}.c2ln", seg(json!({"alg": "HS256"})), seg(claims.clone()));
-    let err = check_signature(&Signed::split(&hs).unwrap(), &[dev.clone()], "x").unwrap_err();
+    let err = check_signature(&Signed::split(&hs).unwrap(), std::slice::from_ref(&dev), "x").unwrap_err();
     assert_eq!(err.check, "alg");
     assert!(err.detail.contains("HS256"), "{}", err.detail);
     // A tampered claim breaks the signature.
@@ -96,7 +97,8 @@ fn claims_are_checked_for_issuer_expiry_and_agreement() {
         SimKey::Dev.sign(None, &c)
     };
     // (iss claim, configured issuer, exp, expires_in, expected)
-    let cases: Vec<(Option<&str>, Option<&str>, Option<i64>, Expiry, Result<(), &str>)> = vec![
+    type Case<'a> = (Option<&'a str>, Option<&'a str>, Option<i64>, Expiry, Result<(), &'a str>);
+    let cases: Vec<Case> = vec![
         (Some("KNOXSSO"), None, Some(exp), agree, Ok(())),
         (Some("KNOXSSO"), Some("KNOXSSO"), Some(exp), agree, Ok(())),
         (Some("other"), Some("KNOXSSO"), Some(exp), agree, Err("iss")),
@@ -143,7 +145,11 @@ fn a_jwks_is_refetched_for_an_unknown_kid_at_most_once_a_minute() {
     ];
     for (cached, usable, last, now, want) in cases {
         let since = last.map(|l: Instant| now.saturating_duration_since(l));
-        assert_eq!(should_fetch(cached, usable, last, now), want, "cached {cached} usable {usable} {since:?}");
+        assert_eq!(
+            should_fetch(cached, usable, last, now),
+            want,
+            "cached {cached} usable {usable} {since:?}"
+        );
     }
 }
 
