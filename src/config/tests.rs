@@ -467,8 +467,10 @@ fn a_loaded_config_derives_its_id_from_its_absolute_path() {
 fn verification_keys_resolve_and_pinned_files_are_checked_at_load() {
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {
+        use std::io::Write as _;
         let p = dir.path().join(name);
-        std::fs::write(&p, text).unwrap();
+        let mut f = std::fs::File::options().write(true).create_new(true).open(&p).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
         p.display().to_string()
     };
     let cert = write("knox.pem", knox_sim::SimKey::Dev.cert_pem());
