@@ -44,6 +44,7 @@ mod resolve;
 mod tests;
 mod types;
 mod values;
+mod verify;
 
 pub use file::read_regular_file;
 pub use installation::{host_label, Identity, Machine, MACHINE_ID_FILES};
@@ -52,6 +53,7 @@ pub use types::{
     Auth, Cluster, Config, Env, Format, Lifecycle, OnChange, Output, Server, Transport, Validation,
 };
 pub(crate) use values::iso_duration;
+pub use verify::{PinnedKeys, Verify, VerifyMode};
 
 use knobs::Knobs;
 use resolve::resolve_clusters;
@@ -243,6 +245,10 @@ struct RawKnobs {
     remove_expired: Option<bool>,
     on_change: Option<RawOnChange>,
     labels: Option<bool>,
+    verify: Option<VerifyMode>,
+    issuer: Option<String>,
+    public_cert_file: Option<String>,
+    jwks_file: Option<String>,
 }
 
 /// The per-cluster keys repeat `RawKnobs`'s on purpose: serde's `flatten` would share them,
@@ -268,6 +274,10 @@ struct RawCluster {
     remove_expired: Option<bool>,
     on_change: Option<RawOnChange>,
     labels: Option<bool>,
+    verify: Option<VerifyMode>,
+    issuer: Option<String>,
+    public_cert_file: Option<String>,
+    jwks_file: Option<String>,
     auth: RawAuth,
     #[serde(default)]
     output: Vec<RawOutput>,

@@ -91,6 +91,22 @@ pub fn published(data: &[u8]) {
     render_all(&p);
 }
 
+/// A pinned key file (`public_cert_file`, `jwks_file`) or Knox's `endpoint_public_cert`: every
+/// reader of `keys`; an accepted key checks a signature (which must not verify: nothing here
+/// signed it) and names a kid.
+pub fn keys(data: &[u8]) {
+    let mut found = crate::keys::from_file_bytes(data, "fuzz").unwrap_or_default();
+    if let Ok(text) = std::str::from_utf8(data) {
+        found.extend(crate::keys::from_jwks(text, "fuzz").unwrap_or_default());
+        found.extend(crate::keys::from_endpoint_cert(text, "fuzz"));
+    }
+    for key in found {
+        assert!(!key.verifies("RS256", data, data), "a signature verified that nothing made");
+        let _ = key.is_named(&key.thumbprint);
+        let _ = key.bits();
+    }
+}
+
 fn render_all(p: &Published) {
     for format in FORMATS {
         let _ = output::render(format, p, "CDE_TOKEN");

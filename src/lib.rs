@@ -17,7 +17,7 @@
 //! - [`scheduler`]: the pure `plan`: when to refresh, how to back off.
 //! - Leaves: `time` (epoch ms, RFC 3339, durations for people), `text` (escaping what came
 //!   from outside), `secret` (`Secret`, which never prints its value), `systemd` (sd_notify),
-//!   `control`.
+//!   `control`, [`keys`] (RSA public keys and signature checks).
 //! - [`fuzzing`]: the fuzz targets' entry points.
 //!
 //! Modules are private unless something outside the library needs them: the binary
@@ -39,6 +39,7 @@ mod control;
 pub mod fuzzing;
 mod hooks;
 pub mod keeper;
+pub mod keys;
 pub mod knox;
 mod output;
 mod reload;

@@ -20,7 +20,7 @@ use serde_json::Value;
 
 use crate::config::{Cluster, Format, Validation};
 use crate::knox::client::MAX_CLOCK_SKEW_MS;
-use crate::knox::{is_token_id, Jwt, Token};
+use crate::knox::{is_token_id, Jwt, Token, Verified};
 use crate::secret::Secret;
 use crate::time::{clamp_epoch_ms, epoch_ms, from_epoch_ms, rfc3339};
 
@@ -59,6 +59,9 @@ pub struct Published {
     /// When it was last renewed (this host's clock), if ever: its current lifetime starts
     /// there, not at `acquired_at`.
     pub renewed_at: Option<SystemTime>,
+    /// How the token was verified before it was published (`knox::verify`); `None` when the
+    /// file does not say (written before verification existed, or not the json output).
+    pub verified: Option<Verified>,
     /// The last time the eviction guard found the cluster's published token revoked,
     /// disabled or evicted on the server, kept across publishes for `status`.
     pub last_eviction: Option<Eviction>,
@@ -94,6 +97,7 @@ impl Published {
             last_error: None,
             knox_clock_offset_ms: token.clock_offset_ms,
             renewed_at: token.renewed_at,
+            verified: Some(token.verified),
             last_eviction: None,
         }
     }
@@ -203,6 +207,7 @@ fn render_json(jwt: &str, p: &Published) -> String {
         (false, _) => String::new(),
     };
     let renewed = p.renewed_at.map_or_else(String::new, |t| format!(",\"renewed_at\":{}", s(&rfc3339(t))));
+    let verified = p.verified.map_or_else(String::new, |v| format!(",\"verified\":{}", s(v.as_str())));
     let evicted = p.last_eviction.as_ref().map_or_else(String::new, |e| {
         format!(
             ",\"last_eviction\":{{\"reason\":{},\"at\":{},\"token_id\":{}}}",
@@ -214,7 +219,7 @@ fn render_json(jwt: &str, p: &Published) -> String {
     let json = format!(
         "{{\"access_token\":{},\"token_type\":{},\"token_id\":{},\"expires_at\":{},\
          \"expires_at_ms\":{},\"jwt_exp\":{},\"managed\":{},\"target_url\":{},\
-         \"cluster\":{},\"generation\":{},\"acquired_at\":{},\"knox_clock_offset_ms\":{}{renewed}{evicted}{stale}}}",
+         \"cluster\":{},\"generation\":{},\"acquired_at\":{},\"knox_clock_offset_ms\":{}{renewed}{verified}{evicted}{stale}}}",
         s(jwt),
         s(&p.token_type),
         opt(p.token_id.as_deref()),
@@ -324,6 +329,7 @@ fn parse_json(text: &str, cluster: &str) -> anyhow::Result<Published> {
             .and_then(Value::as_i64)
             .unwrap_or(0)
             .clamp(-MAX_CLOCK_SKEW_MS, MAX_CLOCK_SKEW_MS),
+        verified: str_of("verified").and_then(|v| Verified::from_name(&v)),
     })
 }
 
@@ -374,6 +380,7 @@ fn parse_wrapped(format: Format, text: &str, env_var: &str, cluster: &str) -> an
         renewed_at: None,
         last_eviction: None,
         knox_clock_offset_ms: 0,
+        verified: None,
     })
 }
 

@@ -438,6 +438,7 @@ path = "/tmp/b/token"
             renewed_at: None,
             last_eviction: None,
             knox_clock_offset_ms: offset,
+            verified: None,
         }
     }
 

@@ -556,3 +556,85 @@ def revoke_mine(ctx: Ctx) -> str:
               f"a second run finds only the daemon's fresh token: {r.stdout}")
     return f"revoked the installation's 2 tokens, kept the other installation's; the daemon published " \
            f"a fresh one {took:.1f}s later (eviction_check_interval {interval}s)"
+
+
+def jwks_answer(ctx: Ctx, user: str | None) -> tuple[int, bytes]:
+    """Knox's JWKS next to the token URL, with the user's credentials (docs/knox.md §8.3)."""
+    url = ctx.target.token_url("token").rsplit("/token", 1)[0] + "/jwks.json"
+    return http(url, ctx.target.ca_file, user=user)
+
+
+@scenario
+def verify_rejects_foreign_key(ctx: Ctx) -> str:
+    k = ctx.keeper("sam")
+    r = k.once()
+    check(r.returncode == 0, f"once exits 0 with verify = auto, got {r.returncode}: {r.stderr[-500:]}")
+    p = k.published()
+    how = p.get("verified")
+    kid = json.loads(base64url(p["access_token"].split(".")[0])).get("kid")
+    # What this release's JWKS answers, for docs/knox.md §8.3.
+    status, body = jwks_answer(ctx, "sam")
+    (ctx.dir / "jwks.txt").write_bytes(body)
+    try:
+        doc = json.loads(body)
+        jwks = f"{status} JSON, kids {[key.get('kid') for key in doc.get('keys', [])]}"
+        check(status != 200 or how == "jwks", f"a JSON JWKS is what verified the token, not {how!r}")
+        check(status != 200 or kid in [key.get("kid") for key in doc["keys"]],
+              f"the token's kid {kid} is in the JWKS")
+    except ValueError:
+        jwks = f"{status} not JSON ({body[:40]!r}...)"
+        check(how == "endpoint_cert", f"without a JSON JWKS the answer's certificate verified it, not {how!r}")
+    check(how in ("jwks", "endpoint_cert"), f"the token was verified, not {how!r}")
+    anon = jwks_answer(ctx, None)[0]
+    check(anon == 401, f"without credentials the JWKS of a Shiro topology answers 401, got {anon}")
+    # The answer's endpoint_public_cert: the key the auto mode falls back to (docs/knox.md §2.2).
+    status, body = http(ctx.target.token_url("token"), ctx.target.ca_file, user="sam")
+    check(status == 200, f"a direct acquisition answers 200, got {status}")
+    answer = json.loads(body)
+    cert_kid = cert_thumbprint(answer["endpoint_public_cert"])
+    token_kid = json.loads(base64url(answer["access_token"].split(".")[0])).get("kid")
+    cert = "the signing key's" if cert_kid == token_kid else f"another key's ({cert_kid})"
+    r = k.verb("tokens", "revoke", answer["token_id"])
+    check(r.returncode == 0, f"the harness's own token is revoked, got {r.returncode}: {r.stderr[-300:]}")
+    if ctx.target.name != "sim":
+        # A default gateway signs with its TLS identity, so the cert is the signing key's.
+        check(cert_kid == token_kid, f"endpoint_public_cert is the signing key's cert: {cert_kid} != {token_kid}")
+
+    # Pin a key Knox does not sign with: the keeper must refuse Knox's next token.
+    foreign = Path(__file__).resolve().parents[2] / "crates/knox-sim/src/foreign_cert.pem"
+    k.write_config(public_cert_file=str(foreign))
+    with k.running():
+        wait_for("the daemon to take over the published token", lambda: k.messages("kept the published token"), 30)
+        k.signal(signal.SIGUSR1)
+        failed = wait_for("the refused refresh", lambda: k.messages("refresh failed"), 60)
+        msg = failed[0]["message"]
+        check("failed the kid check" in msg and "not published" in msg, f"the error names the check: {msg}")
+        check(k.published()["token_id"] == p["token_id"], "the previously published token stays")
+        check(k.raw() == p["access_token"], "the raw output is untouched")
+        # The refused tokens were revoked: only the published one is left in Knox's store.
+        wait_for("the refused token to be revoked", lambda: k.messages("revoked the refused token"), 30)
+        wait_for("only the published token to be left",
+                 lambda: [t["tokenId"] for t in list_tokens(k)] == [p["token_id"]], 30, 0.5)
+    return f"verified by {how} (JWKS {jwks}, {anon} without credentials; endpoint_public_cert is {cert} cert); pinned foreign key refused: kid check, refused token revoked"
+
+
+def cert_thumbprint(b64_der: str) -> str:
+    """The RFC 7638 thumbprint of a Base64 DER certificate's RSA key, with openssl."""
+    import base64
+    import hashlib
+    der = base64.b64decode(b64_der)
+    mod = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-modulus"], input=der,
+                         capture_output=True, check=True).stdout.decode().strip().split("=", 1)[1]
+    text = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-text"], input=der,
+                          capture_output=True, check=True).stdout.decode()
+    e = int(re.search(r"Exponent: (\d+)", text).group(1))
+    b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    n = bytes.fromhex(mod)
+    e_bytes = e.to_bytes((e.bit_length() + 7) // 8, "big")
+    jwk = f'{{"e":"{b64(e_bytes)}","kty":"RSA","n":"{b64(n)}"}}'
+    return b64(hashlib.sha256(jwk.encode()).digest())
+
+
+def base64url(seg: str) -> bytes:
+    import base64
+    return base64.urlsafe_b64decode(seg + "=" * (-len(seg) % 4))

@@ -26,9 +26,8 @@ HERE = Path(__file__).resolve().parent
 # touches another. Everyone but bob may renew (knox.token.renewer.whitelist).
 USERS = [
     "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy",
-    "ken", "leo", "mia", "nick", "olga", "pam", "quinn", "rita",
-    "wendy",
-    "tina", "uma", "vic",
+    "ken", "leo", "mia", "nick", "olga", "pam", "quinn", "rita", "sam", "sue",
+    "tina", "uma", "vic", "wendy",
 ]
 NOT_RENEWERS = {"bob"}
 TOKEN_LIMIT = 4  # gateway.knox.token.limit.per.user: small, so leaks show
@@ -375,7 +374,9 @@ class Sim(Target):
                 "--ttl", f"{t.ttl_ms}ms", "--renew-interval", f"{t.renew_ms}ms",
                 "--max-lifetime", f"{t.max_lifetime_ms}ms", "--token-limit", str(TOKEN_LIMIT),
                 "--limit-action", t.limit_action, "--eviction-grace", "600s",
-                "--state-file", str(self.work / f"{name}.state.json")]
+                "--state-file", str(self.work / f"{name}.state.json"),
+                # conf/topologies/token.xml has no anon rule for the JWKS: it wants credentials.
+                "--jwks-auth"]
         for u in USERS:
             args += ["--user", f"{u}:{password(u)}"]
             if u not in NOT_RENEWERS:

@@ -76,8 +76,10 @@ pub(super) fn run(config_path: &Path, json: bool) -> anyhow::Result<bool> {
 /// `status --json`: an array with one object per cluster: `cluster`, `state` (`fresh`,
 /// `expiring`, `stale`, `expired`, `not_published`, `unreadable`), `fresh`, `token_id`,
 /// `expires_at`, `expires_at_ms`, `remaining_seconds`, `knox_clock_offset_ms`, `generation`,
-/// `error`, `last_eviction` (`reason`, `at`, `token_id`, or null: the last token the eviction
-/// guard found revoked on the server and replaced), and `installation_id` in every row (the array leaves no room for a field of the
+/// `verified` (`pinned`, `jwks`, `endpoint_cert`, `unverified`, `off`, or null when the files
+/// do not say), `error`, `last_eviction` (`reason`, `at`, `token_id`, or null: the last token
+/// the eviction guard found revoked on the server and replaced), and `installation_id` in
+/// every row (the array leaves no room for a field of the
 /// whole).
 fn status_json(config: &Config, now: SystemTime) -> anyhow::Result<bool> {
     use serde_json::Value;
@@ -120,6 +122,7 @@ fn status_row(c: &Cluster, now: SystemTime) -> serde_json::Value {
                 "remaining_seconds": remaining.map(|ms| ms.max(0) / 1000),
                 "knox_clock_offset_ms": p.knox_clock_offset_ms,
                 "generation": p.generation,
+                "verified": p.verified.map(|v| v.as_str()),
                 "error": p.last_error,
                 "last_eviction": p.last_eviction.as_ref().map(|e| json!({
                     "reason": e.reason,

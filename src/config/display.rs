@@ -72,6 +72,13 @@ fn write_cluster(s: &mut String, c: &Cluster) {
     }
     let _ = writeln!(s, "remove_expired = {}", l.remove_expired);
     let _ = writeln!(s, "labels = {}", c.labels.is_some());
+    let _ = writeln!(s, "verify = {:?}", c.verify.mode.as_str());
+    if let Some(i) = &c.verify.issuer {
+        let _ = writeln!(s, "issuer = {i:?}");
+    }
+    if let Some(p) = &c.verify.pinned {
+        let _ = writeln!(s, "{} = {}", p.key, quoted_path(&p.path));
+    }
     write_auth(s, &c.auth);
     if let Some(oc) = &c.on_change {
         write_on_change(s, oc);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use super::limits;
 use super::paths::expand_path;
 use super::values::{parse_bounded, parse_lifespan};
+use super::verify::{RawVerify, Verify};
 use super::{Env, Lifecycle, OnChange, RawKnobs, Transport};
 use crate::scheduler::Policy;
 
@@ -25,6 +26,8 @@ pub(super) struct Knobs {
     pub(super) on_change: Option<OnChange>,
     /// `labels`: send this installation's labels with each acquisition.
     pub(super) labels: bool,
+    /// `verify`, `issuer`, `public_cert_file`, `jwks_file`.
+    pub(super) verify: Verify,
 }
 
 impl Knobs {
@@ -42,6 +45,7 @@ impl Knobs {
             lifecycle: Lifecycle::default(),
             on_change: None,
             labels: true,
+            verify: Verify::default(),
         }
     }
 }
@@ -70,6 +74,13 @@ impl RawKnobs {
         if let Some(v) = self.labels {
             k.labels = v;
         }
+        k.verify = RawVerify {
+            verify: self.verify,
+            issuer: self.issuer.as_deref(),
+            public_cert_file: self.public_cert_file.as_deref(),
+            jwks_file: self.jwks_file.as_deref(),
+        }
+        .resolve(ctx, &k.verify, env)?;
         Ok(k)
     }
 

@@ -92,6 +92,10 @@ impl RawCluster {
             remove_expired: self.remove_expired,
             on_change: self.on_change,
             labels: self.labels,
+            verify: self.verify,
+            issuer: self.issuer,
+            public_cert_file: self.public_cert_file,
+            jwks_file: self.jwks_file,
         }
         .resolve(ctx, defaults, env)?;
         let token_url = parse_url(ctx, &self.token_url)?;
@@ -115,6 +119,7 @@ impl RawCluster {
             lifecycle: knobs.lifecycle,
             on_change: knobs.on_change,
             labels: knobs.labels.then(|| identity.clone()),
+            verify: knobs.verify,
         })
     }
 }

@@ -508,3 +508,64 @@ fn eviction_check_and_orphan_sweep_intervals() {
         check_err(&format!("{keys}\n{MINIMAL}"), want);
     }
 }
+
+#[test]
+fn verification_keys_resolve_and_pinned_files_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        use std::io::Write as _;
+        let p = dir.path().join(name);
+        let mut f = std::fs::File::options().write(true).create_new(true).open(&p).unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        p.display().to_string()
+    };
+    let cert = write("knox.pem", knox_sim::SimKey::Dev.cert_pem());
+    let jwks = write(
+        "jwks.json",
+        r#"{"keys":[{"kty":"RSA","e":"AQAB","kid":"k1","n":"0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw"}]}"#,
+    );
+    let private = write("key.pem", "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n");
+    let with = |defaults: &str, cluster: &str| {
+        format!(
+            "[defaults]\n{defaults}\n{}",
+            MINIMAL.replace("name = \"vc-prod\"", &format!("name = \"vc-prod\"\n{cluster}"))
+        )
+    };
+
+    // Built-in: auto, no issuer, nothing pinned.
+    let v = &parse(MINIMAL).unwrap().clusters[0].verify;
+    assert_eq!((v.mode, v.issuer.as_deref(), v.pinned.is_none()), (VerifyMode::Auto, None, true));
+    // [defaults] applies; the cluster overrides, and its key file replaces the default's.
+    let text = with(&format!("verify = \"require\"\nissuer = \"KNOXSSO\"\njwks_file = \"{jwks}\""), "");
+    let v = parse(&text).unwrap().clusters[0].verify.clone();
+    assert_eq!((v.mode, v.issuer.as_deref()), (VerifyMode::Require, Some("KNOXSSO")));
+    let pinned = v.pinned.unwrap();
+    assert_eq!((pinned.key, pinned.keys.len(), pinned.keys[0].kid.as_deref()), ("jwks_file", 1, Some("k1")));
+    let text =
+        with(&format!("jwks_file = \"{jwks}\""), &format!("verify = \"off\"\npublic_cert_file = \"{cert}\""));
+    let v = parse(&text).unwrap().clusters[0].verify.clone();
+    assert_eq!(v.mode, VerifyMode::Off);
+    let pinned = v.pinned.unwrap();
+    assert_eq!(
+        (pinned.key, pinned.keys[0].thumbprint.clone()),
+        ("public_cert_file", knox_sim::SimKey::Dev.kid())
+    );
+    // check-config shows them.
+    let shown = parse(&text).unwrap().to_string();
+    assert!(shown.contains("verify = \"off\"") && shown.contains("public_cert_file = "), "{shown}");
+
+    // Errors name the key and the file.
+    let both = format!("public_cert_file = \"{cert}\"\njwks_file = \"{jwks}\"");
+    check_err(&with("", &both), "public_cert_file and jwks_file are mutually exclusive");
+    check_err(&with(&both, ""), "[defaults]: public_cert_file and jwks_file are mutually exclusive");
+    check_err(&with("", &format!("public_cert_file = \"{private}\"")), "key.pem: holds a private key");
+    check_err(&with("", &format!("jwks_file = \"{cert}\"")), "jwks_file");
+    check_err(&with("", &format!("jwks_file = \"{cert}\"")), "not a JSON document");
+    check_err(
+        &with("", "public_cert_file = \"/nonexistent/knox.pem\""),
+        "public_cert_file /nonexistent/knox.pem",
+    );
+    check_err(&with("", "verify = \"maybe\""), "expected one of `auto`, `require`, `off`");
+    check_err(&with("", "issuer = \"\""), "issuer: must be 1 to 256 characters");
+    check_err(&with("", "issuer = \"a\\nb\""), "issuer");
+}

@@ -75,6 +75,8 @@ pub struct Cluster {
     /// The labels sent with each acquisition (`comment`, `md_tk_*`, docs/knox.md §2.1):
     /// this installation, or `None` when the cluster has `labels = false`.
     pub labels: Option<Identity>,
+    /// How an issued token is verified before it is published (docs/knox.md §8).
+    pub verify: super::Verify,
 }
 
 /// `[cluster.on_change]`: tell consumers once the new files are durable. Failures are logged

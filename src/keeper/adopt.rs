@@ -47,6 +47,8 @@ pub(super) fn adopt(cluster: &Cluster, p: Published, now_wall: SystemTime, now: 
         received: now.checked_sub(age).unwrap_or(now),
         knox_now_ms: crate::time::epoch_ms(since).saturating_add(p.knox_clock_offset_ms),
         clock_offset_ms: p.knox_clock_offset_ms,
+        // Checked by the process that published it, if it says so.
+        verified: p.verified.unwrap_or(crate::knox::Verified::Off),
     })
 }
 

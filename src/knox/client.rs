@@ -47,6 +47,8 @@ pub const MAX_CLOCK_SKEW_MS: i64 = 365 * 86_400_000;
 pub struct KnoxClient {
     http: reqwest::Client,
     transport: Transport,
+    /// Knox's JWKS per URL, shared by the clones (docs/knox.md §8.3).
+    pub(super) keys: super::verify::KeyCache,
 }
 
 /// The clients in use, one per distinct [`Transport`].
@@ -95,7 +97,7 @@ impl KnoxClient {
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
         let http = builder.build().context("building the HTTP client")?;
-        Ok(KnoxClient { http, transport: transport.clone() })
+        Ok(KnoxClient { http, transport: transport.clone(), keys: Default::default() })
     }
 
     /// Acquires a new token for `cluster` (docs/knox.md §2), labelled for `purpose` unless the
@@ -127,16 +129,68 @@ impl KnoxClient {
         );
         let knox_now_ms = knox_clock(headers.get(DATE).and_then(|v| v.to_str().ok()), acquired_at);
         check_status(&shown, status, &headers, &body)?;
-        parse_token(&body, knox_now_ms, received, acquired_at).map_err(|reason| KnoxError::UnexpectedBody {
-            url: shown,
-            status,
-            snippet: if body.contains("access_token") {
-                "(body not shown: it carries a token)".to_owned()
-            } else {
+        let mut token = parse_token(&body, knox_now_ms, received, acquired_at).map_err(|reason| {
+            KnoxError::UnexpectedBody {
+                url: shown.clone(),
+                status,
+                snippet: if body.contains("access_token") {
+                    "(body not shown: it carries a token)".to_owned()
+                } else {
+                    snippet(&body)
+                },
+                reason,
+            }
+        })?;
+        // Before the token leaves this function, so nothing publishes an unverified one.
+        match super::verify::verify(self, cluster, &token, &body, &shown).await {
+            Ok(how) => token.verified = how,
+            Err(e) => {
+                self.revoke_refused(cluster, &token).await;
+                return Err(e);
+            }
+        }
+        Ok(token)
+    }
+
+    /// Revokes a managed token that failed verification, by its id, so that refusing tokens
+    /// (and retrying) does not fill the user's per-user token limit (docs/knox.md §4.1, §9.3).
+    /// Best effort: the outcome is logged.
+    async fn revoke_refused(&self, cluster: &Cluster, token: &Token) {
+        let Some(id) = token.token_id.as_deref().filter(|_| token.managed && !token.legacy) else {
+            return;
+        };
+        let mut flavor = Flavor::default();
+        match self.token_op(cluster, Op::Revoke, &Secret::new(id), &mut flavor).await {
+            Ok((status, _)) if status.is_success() => {
+                tracing::info!(cluster = %cluster.name, token_id = id, "revoked the refused token");
+            }
+            Ok((status, body)) => tracing::warn!(
+                cluster = %cluster.name,
+                token_id = id,
+                status = status.as_u16(),
+                "could not revoke the refused token: {}",
                 snippet(&body)
-            },
-            reason,
-        })
+            ),
+            Err(e) => {
+                tracing::warn!(cluster = %cluster.name, token_id = id, "could not revoke the refused token: {e}")
+            }
+        }
+    }
+
+    /// `GET` Knox's JWKS at `url` with the cluster's credentials (docs/knox.md §8.3): the body
+    /// of a 200, or why there is none.
+    pub(super) async fn get_jwks(&self, cluster: &Cluster, url: &Url) -> Result<String, String> {
+        let shown = display_url(url);
+        let request = with_auth(self.http.get(url.clone()).header(ACCEPT, "application/json"), &cluster.auth)
+            .map_err(|e| e.to_string())?;
+        let response = request.send().await.map_err(|e| self.transport_error(&shown, &e).to_string())?;
+        let status = response.status();
+        let body = self.read_body(response, &shown).await.map_err(|e| e.to_string())?;
+        tracing::debug!(cluster = %cluster.name, url = %shown, status = status.as_u16(), "knox answered");
+        if !status.is_success() {
+            return Err(format!("{shown} answered {status}: {}", snippet(&body)));
+        }
+        Ok(body)
     }
 
     /// Reads `response`'s body chunk by chunk, and gives up as soon as it passes
@@ -495,6 +549,7 @@ pub(crate) fn parse_token(
         received,
         knox_now_ms,
         clock_offset_ms: knox_now_ms.saturating_sub(epoch_ms(acquired_at)),
+        verified: super::Verified::Off,
     };
     if token.lifetime(Validation::Jwt) == Some(std::time::Duration::ZERO) {
         return Err(format!(

@@ -105,6 +105,16 @@ pub enum KnoxError {
         /// The start of the body.
         snippet: String,
     },
+    /// The token failed a check of `knox::verify` (docs/knox.md §8): it is never published.
+    #[error("{url} answered a token that failed the {check} check: {detail}; it is not published")]
+    Unverified {
+        /// The request URL.
+        url: String,
+        /// `signature`, `kid`, `alg`, `iss`, `exp`, `expires_in` or `key`.
+        check: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
     /// The credential file could not be read.
     #[error("cannot read {what} {path}: {detail}")]
     Credentials {

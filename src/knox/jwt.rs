@@ -10,8 +10,8 @@
 //! There is no option to accept an unsigned token (`alg: none`, an empty signature): Knox
 //! always signs, and an unsigned token is either a bug or an attack.
 //!
-//! The signature is not verified: the token came over TLS from the gateway, and consumers
-//! verify it where it matters (docs/knox.md §8.1).
+//! The signature is not checked here: `knox::verify` checks it against Knox's key before an
+//! acquired token leaves the client (docs/knox.md §8.5).
 
 use base64::Engine as _;
 use serde_json::{Map, Value};

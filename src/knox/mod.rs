@@ -15,6 +15,7 @@ pub mod client;
 pub mod error;
 pub mod jwt;
 pub mod labels;
+pub mod verify;
 pub mod wire;
 
 use std::time::{Duration, Instant, SystemTime};
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use client::{Clients, Flavor, KnoxClient, Op};
 pub use error::KnoxError;
 pub use jwt::Jwt;
+pub use verify::Verified;
 
 use crate::config::Validation;
 use crate::secret::Secret;
@@ -69,6 +71,9 @@ pub struct Token {
     pub knox_now_ms: i64,
     /// Knox's clock minus ours, in ms, as estimated at acquisition.
     pub clock_offset_ms: i64,
+    /// How it was verified before it was handed out (`knox::verify`); `Off` for a token read
+    /// back from a file.
+    pub verified: Verified,
 }
 
 /// When a token stops working, on Knox's clock.
@@ -177,6 +182,7 @@ mod tests {
             received: Instant::now(),
             knox_now_ms: 1_000_000,
             clock_offset_ms: 0,
+            verified: Verified::Off,
         }
     }
 

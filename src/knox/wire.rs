@@ -29,9 +29,8 @@ pub struct TokenResponse {
     pub target_url: Option<String>,
 }
 
-/// The JWT claims token-keeper reads (docs/knox.md §8.1), as sent. The signature is not
-/// verified: the token came over TLS from the gateway we trust, and consumers verify it where
-/// it matters. [`super::jwt::Jwt`] reads them checked.
+/// The JWT claims token-keeper reads (docs/knox.md §8.1), as sent; `knox::verify` checks the
+/// signature (§8.5). [`super::jwt::Jwt`] reads them checked.
 #[derive(Debug, Deserialize)]
 pub struct Claims {
     /// Expiry in epoch **seconds**, truncated from `expires_in`; absent for never-expiring

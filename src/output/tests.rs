@@ -24,6 +24,7 @@ fn published() -> Published {
         renewed_at: None,
         last_eviction: None,
         knox_clock_offset_ms: -1500,
+        verified: None,
     }
 }
 
@@ -242,4 +243,25 @@ fn freshness_against_min_remaining() {
         base.freshness(SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 40), min),
         Freshness::Expired
     );
+}
+
+#[test]
+fn json_says_how_the_token_was_verified_and_reads_it_back() {
+    use crate::knox::Verified;
+    for v in [Verified::Pinned, Verified::Jwks, Verified::EndpointCert, Verified::Unverified, Verified::Off] {
+        let p = Published { verified: Some(v), stale: true, last_error: Some("e".into()), ..published() };
+        let json = String::from_utf8(render(Format::Json, &p, "CDE_TOKEN")).unwrap();
+        let want = format!(
+            r#""knox_clock_offset_ms":-1500,"verified":"{}","stale":true,"last_error":"e"}}"#,
+            v.as_str()
+        );
+        assert!(json.ends_with(&format!("{want}\n")), "{json}");
+        assert_eq!(parse_json(&json, "c").unwrap().verified, Some(v));
+    }
+    // Files that do not say (written before verification existed), or say something unknown.
+    let json = String::from_utf8(render(Format::Json, &published(), "CDE_TOKEN")).unwrap();
+    assert!(!json.contains("verified"));
+    assert_eq!(parse_json(&json, "c").unwrap().verified, None);
+    let odd = json.replace("\"knox_clock_offset_ms\"", "\"verified\":\"trust-me\",\"knox_clock_offset_ms\"");
+    assert_eq!(parse_json(&odd, "c").unwrap().verified, None);
 }

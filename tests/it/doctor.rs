@@ -103,6 +103,7 @@ fn doctor_passes_against_a_good_simulator_and_revokes_its_test_token() {
     d.expect("tcp", "✔", &["connected to 127.0.0.1:"]);
     d.expect("tls", "✔", &["n/a (http on loopback)"]);
     d.expect("knox", "✔", &["KNOXTOKEN", "v2 API", "DELETE v2/token/revoke"]);
+    d.expect("verify", "✔", &["signature, kid and expiry checked with the jwks key"]);
     d.expect("managed", "✔", &["yes", "tokenManagementEnabled=true"]);
     d.expect("renew", "-", &["--renew-trial"]);
     d.expect("token-limit", "✔", &["alice holds 1 token besides doctor's test token", "default limit is 10"]);
@@ -115,7 +116,7 @@ fn doctor_passes_against_a_good_simulator_and_revokes_its_test_token() {
     assert!(outputs.iter().all(|(m, _, detail)| m == "✔" && detail.contains("mode 0600")), "{d}");
     assert!(!d.rows().iter().any(|(m, _, _)| m == "✘"), "{d}");
     assert!(
-        d.stdout.contains("doctor: 1 cluster checked, nothing failed (17 passed, 0 failed, 1 skipped)"),
+        d.stdout.contains("doctor: 1 cluster checked, nothing failed (18 passed, 0 failed, 1 skipped)"),
         "{d}"
     );
 

@@ -34,6 +34,7 @@ fn fuzz_corpora_replay_without_a_panic() {
         ("token_answer", fuzzing::token_answer),
         ("op_answers", fuzzing::op_answer),
         ("published", fuzzing::published),
+        ("keys", fuzzing::keys),
     ] {
         let n = replay(target, entry);
         assert!(n >= 5, "fuzz/corpus/{target} holds only {n} inputs");

@@ -12,6 +12,7 @@ use crate::harness::{root, rust_files};
 const LAYERS: &[(&str, u8)] = &[
     // Leaves: no imports from the crate.
     ("control", 0),
+    ("keys", 0),
     ("scheduler", 0),
     ("secret", 0),
     ("systemd", 0),

@@ -26,3 +26,4 @@ mod operating;
 mod packaging;
 mod tidy;
 mod tls;
+mod verify;

@@ -61,7 +61,8 @@ pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Respo
     // TokenResource.getJku: the request URL up to its last '/', plus "/jwks.json" (§8).
     let url = req.url();
     let jku = format!("{}/jwks.json", url.rsplit_once('/').map_or(url.as_str(), |(head, _)| head));
-    let access_token = match jwt::issue(user, &token_id, expires_in, opts.managed, &jku) {
+    let signer = if opts.sign_with_foreign_key { crate::SimKey::Foreign } else { opts.signing_key };
+    let access_token = match jwt::issue(signer, user, &token_id, expires_in, opts.managed, &jku) {
         Ok(token) => token,
         Err(err) => {
             warn!(cause = %err, "simulator failed to sign a token");
@@ -82,7 +83,9 @@ pub(super) async fn acquire(shared: &Shared, req: &Req<'_>, user: &str) -> Respo
         "access_token": access_token,
         "token_type": "Bearer",
         "expires_in": expires_in,
-        "endpoint_public_cert": STANDARD.encode("token-keeper simulator: plain HTTP, no certificate"),
+        // The signing key's certificate, Base64 DER without armour (§2.2): on a default Knox the
+        // TLS certificate is the `gateway-identity` key's, which also signs tokens.
+        "endpoint_public_cert": jwt::endpoint_public_cert(opts.signing_key),
     });
     // §2.2 history: 1.6.0 added `token_id`, `managed` and `passcode`. The 2.1 profile models the
     // in-memory DefaultTokenStateService, which is not persistent, hence no `passcode`; the 2.0
@@ -519,10 +522,21 @@ pub(super) fn tss_status(state: &State) -> Response<Body> {
     reply(StatusCode::OK, Some(JSON), format!("{{\n{}\n}}", lines.join(",\n")))
 }
 
-/// `GET .../knoxtoken/api/v1/jwks.json` (§8): JSON since KNOX-2938 (2.1.0), a Java
-/// `Map.toString()` before.
-pub(super) fn jwks(version: KnoxVersion) -> Response<Body> {
-    let body = if version >= KnoxVersion::V2_1 { jwt::jwks_json() } else { jwt::jwks_map_string() };
+/// `GET .../knoxtoken/api/v1/jwks.json` (§8.3) publishing the signing key: JSON from 1.6 on
+/// (observed on 1.6.1 and 2.0.0 with credentials), a Java `Map.toString()` before (as Knox's
+/// sources before KNOX-2938 suggest; unverified); 500 when
+/// [`crate::SimOptions::jwks_unavailable`].
+pub(super) fn jwks(opts: &crate::SimOptions) -> Response<Body> {
+    if opts.jwks_unavailable {
+        return reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Some(JSON),
+            r#"{"error": "Unable to get the JWKS"}"#,
+        );
+    }
+    let key = opts.signing_key;
+    let body =
+        if opts.version >= KnoxVersion::V1_6 { jwt::jwks_json(key) } else { jwt::jwks_map_string(key) };
     reply(StatusCode::OK, Some(JSON), body)
 }
 

@@ -35,7 +35,7 @@ pub(super) fn is_ping(opts: &SimOptions, path: &str) -> bool {
 /// not count. Any other token must be before its `exp` claim, if it has one. Every time is
 /// Knox's clock.
 pub(super) fn accepted_user(state: &mut State, headers: &HeaderMap) -> Option<String> {
-    let claims = jwt::verified_claims(bearer_token(headers)?)?;
+    let claims = jwt::verified_claims(state.opts.signing_key, bearer_token(headers)?)?;
     let now = state.now_ms();
     let managed = claims.get("managed.token").and_then(Value::as_str) == Some("true");
     if managed && state.opts.managed {

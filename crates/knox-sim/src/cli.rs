@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::{KnoxVersion, LimitAction, SimOptions};
+use crate::{KnoxVersion, LimitAction, SimKey, SimOptions};
 
 /// Run a Knox KNOXTOKEN simulator (dev only, like `vault server -dev`).
 #[derive(Debug, Parser)]
@@ -76,6 +76,18 @@ pub struct Cli {
     /// after every change. Default: in memory only.
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+    /// The signing key (what the JWKS and endpoint_public_cert publish): dev, or rotated.
+    #[arg(long, value_enum, default_value = "dev")]
+    pub signing_key: SimKey,
+    /// Sign tokens with a key the topology never publishes (a verifying client must refuse them).
+    #[arg(long)]
+    pub sign_with_foreign_key: bool,
+    /// Answer the JWKS with 500.
+    #[arg(long)]
+    pub jwks_unavailable: bool,
+    /// The JWKS wants credentials, as a Shiro topology without an `anon` rule for it.
+    #[arg(long)]
+    pub jwks_auth: bool,
 
     /// Log level or filter, e.g. "debug" or "info,knox_sim=debug" [default: $RUST_LOG, else info]
     #[arg(long, value_name = "FILTER")]
@@ -126,6 +138,10 @@ impl Cli {
             version: self.knox_version,
             bearer_topology: self.bearer_topology,
             state_file: self.state_file,
+            signing_key: self.signing_key,
+            sign_with_foreign_key: self.sign_with_foreign_key,
+            jwks_unavailable: self.jwks_unavailable,
+            jwks_anonymous: !self.jwks_auth,
             ..defaults
         };
         if !self.users.is_empty() {

@@ -2,6 +2,11 @@
 //! publishes the matching public key (docs/knox.md §8.3) in its JSON and pre-2.1.0 forms, claim
 //! reading for renew and revoke, and signature verification for the Bearer topology.
 //!
+//! `rotated_key.pem` (what the topology signs with after a key rotation) and `foreign_key.pem`
+//! (a key the topology never publishes, to sign tokens a client must refuse) are public dev-only
+//! keys too, each with a self-signed certificate (`*_cert.pem`) that `endpoint_public_cert`
+//! carries.
+//!
 //! `dev_key.pem` is a PUBLIC, DEV-ONLY RSA key pair, committed on purpose, in the spirit of
 //! `vault server -dev`: anyone can read it, so a token it signs proves nothing. Only the simulator
 //! uses it; the daemon itself never signs anything. `dev_cert.pem` is an equally public
@@ -17,9 +22,11 @@ use jsonwebtoken::jwk::{AlgorithmParameters, Jwk, ThumbprintHash};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde_json::{json, Map, Value};
 
-/// The parsed dev key and the public parts derived from it, built once per process because RSA
+use crate::SimKey;
+
+/// A parsed key pair and the public parts derived from it, built once per process because RSA
 /// key parsing is slow in debug builds.
-struct DevKey {
+struct KeyPair {
     encoding: EncodingKey,
     /// The public half, for verifying the tokens the simulator issued.
     decoding: DecodingKey,
@@ -28,38 +35,65 @@ struct DevKey {
     /// Base64url modulus and exponent for the JWKS document.
     n: String,
     e: String,
+    /// The self-signed certificate of the key, Base64 DER without PEM armour, as Knox sends
+    /// `endpoint_public_cert` (docs/knox.md §2.2).
+    cert_b64: String,
 }
 
-fn dev_key() -> &'static DevKey {
-    static KEY: OnceLock<DevKey> = OnceLock::new();
-    KEY.get_or_init(|| {
-        // The key is compiled in, so these either always or never work; the JWKS round-trip test
-        // in `tests.rs` makes sure it is always.
-        let encoding = EncodingKey::from_rsa_pem(include_bytes!("dev_key.pem"))
-            .expect("the bundled dev_key.pem is a valid PKCS#1 RSA key");
-        let jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)
-            .expect("the public half of a parsed RSA key can always be extracted");
-        let kid = jwk.thumbprint(ThumbprintHash::SHA256);
-        let AlgorithmParameters::RSA(rsa) = jwk.algorithm else {
-            unreachable!("an RSA encoding key always yields RSA JWK parameters")
-        };
-        let decoding = DecodingKey::from_rsa_components(&rsa.n, &rsa.e)
-            .expect("the public half of a parsed RSA key is a valid RSA public key");
-        DevKey { encoding, decoding, kid, n: rsa.n, e: rsa.e }
-    })
+fn key_pair(key_pem: &[u8], cert_pem: &str) -> KeyPair {
+    // The keys are compiled in, so these either always or never work; the JWKS round-trip test
+    // in `tests.rs` makes sure they always do.
+    let encoding = EncodingKey::from_rsa_pem(key_pem).expect("a bundled key is a valid PKCS#1 RSA key");
+    let jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256)
+        .expect("the public half of a parsed RSA key can always be extracted");
+    let kid = jwk.thumbprint(ThumbprintHash::SHA256);
+    let AlgorithmParameters::RSA(rsa) = jwk.algorithm else {
+        unreachable!("an RSA encoding key always yields RSA JWK parameters")
+    };
+    let decoding = DecodingKey::from_rsa_components(&rsa.n, &rsa.e)
+        .expect("the public half of a parsed RSA key is a valid RSA public key");
+    let cert_b64: String = cert_pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    KeyPair { encoding, decoding, kid, n: rsa.n, e: rsa.e, cert_b64 }
+}
+
+/// The bundled key pair `key` stands for.
+fn keys(key: SimKey) -> &'static KeyPair {
+    static DEV: OnceLock<KeyPair> = OnceLock::new();
+    static ROTATED: OnceLock<KeyPair> = OnceLock::new();
+    static FOREIGN: OnceLock<KeyPair> = OnceLock::new();
+    match key {
+        SimKey::Dev => {
+            DEV.get_or_init(|| key_pair(include_bytes!("dev_key.pem"), include_str!("dev_cert.pem")))
+        }
+        SimKey::Rotated => ROTATED
+            .get_or_init(|| key_pair(include_bytes!("rotated_key.pem"), include_str!("rotated_cert.pem"))),
+        SimKey::Foreign => FOREIGN
+            .get_or_init(|| key_pair(include_bytes!("foreign_key.pem"), include_str!("foreign_cert.pem"))),
+    }
+}
+
+/// The `kid` Knox would give tokens signed with `key`: its RFC 7638 thumbprint (§8.2).
+pub(crate) fn kid(key: SimKey) -> String {
+    keys(key).kid.clone()
+}
+
+/// `endpoint_public_cert` for a topology whose signing key is `key` (docs/knox.md §2.2).
+pub(super) fn endpoint_public_cert(key: SimKey) -> String {
+    keys(key).cert_b64.clone()
 }
 
 /// Signs a token the way Knox's `DefaultTokenAuthorityService` does with its defaults
 /// (docs/knox.md §8.1): RS256, `typ` JWT, `kid` and `jku` in the header and again as claims, `iss`
-/// KNOXSSO, and no `iat`, `nbf` or `jti`.
+/// KNOXSSO, and no `iat`, `nbf` or `jti`. `key` signs it and names it in `kid`.
 pub(super) fn issue(
+    key: SimKey,
     user: &str,
     token_id: &str,
     expires_in: i64,
     managed: bool,
     jku: &str,
 ) -> jsonwebtoken::errors::Result<String> {
-    let key = dev_key();
+    let key = keys(key);
     let mut header = Header::new(Algorithm::RS256);
     header.typ = Some("JWT".to_owned());
     header.kid = Some(key.kid.clone());
@@ -80,17 +114,27 @@ pub(super) fn issue(
     jsonwebtoken::encode(&header, &claims, &key.encoding)
 }
 
-/// The body of `GET .../knoxtoken/api/v1/jwks.json` at Knox ≥2.1.0 (docs/knox.md §8.3).
-pub(super) fn jwks_json() -> String {
-    let key = dev_key();
+/// Signs `claims` with `key` (RS256), with `kid` in the header if given: tokens for tests of
+/// clients that verify (a wrong kid, a missing one, another issuer).
+pub(crate) fn sign(key: SimKey, kid: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(Algorithm::RS256);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &keys(key).encoding).expect("a bundled key signs any JSON")
+}
+
+/// The JWKS body (docs/knox.md §8.3) publishing `key`, as valid JSON (observed on Knox 1.6.1
+/// and 2.0.0 with credentials).
+pub(super) fn jwks_json(key: SimKey) -> String {
+    let key = keys(key);
     let jwk = json!({"kty": "RSA", "e": key.e, "use": "sig", "kid": key.kid, "alg": "RS256", "n": key.n});
     json!({ "keys": [jwk] }).to_string()
 }
 
-/// The same document as Knox <2.1.0 served it: `JWKSet.toJSONObject().toString()`, a Java
-/// `Map.toString()` that is not JSON (docs/knox.md §8.3, KNOX-2938), in the key order of §8.3.
-pub(super) fn jwks_map_string() -> String {
-    let key = dev_key();
+/// The same document as Knox's sources before 2.1.0 write it: `JWKSet.toJSONObject().toString()`,
+/// a Java `Map.toString()` that is not JSON (docs/knox.md §8.3, KNOX-2938), in the key order of
+/// §8.3.
+pub(super) fn jwks_map_string(key: SimKey) -> String {
+    let key = keys(key);
     format!("{{keys=[{{kty=RSA, e={}, use=sig, kid={}, alg=RS256, n={}}}]}}", key.e, key.kid, key.n)
 }
 
@@ -114,11 +158,11 @@ pub(super) fn unverified_claims(token: &str) -> Result<Map<String, Value>, &'sta
 /// verifies tokens its token authority issued, and returns its claims. No claim is checked here:
 /// expiry depends on Knox's clock and on the token state, which the caller knows. `None` for
 /// anything that is not a JWT signed by this key with RS256.
-pub(super) fn verified_claims(token: &str) -> Option<Map<String, Value>> {
+pub(super) fn verified_claims(key: SimKey, token: &str) -> Option<Map<String, Value>> {
     let mut validation = Validation::new(Algorithm::RS256);
     validation.required_spec_claims.clear();
     validation.validate_exp = false;
     validation.validate_aud = false;
-    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &dev_key().decoding, &validation).ok()?;
+    let data = jsonwebtoken::decode::<Map<String, Value>>(token, &keys(key).decoding, &validation).ok()?;
     Some(data.claims)
 }

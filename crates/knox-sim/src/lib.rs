@@ -118,6 +118,54 @@ pub struct SimOptions {
     /// start; setting this while the sim runs only changes where later changes are written.
     /// `None` (the default) keeps the store in memory only, like `DefaultTokenStateService`.
     pub state_file: Option<PathBuf>,
+    /// The topology's signing key (the keystore's `gateway-identity`): it signs tokens, names
+    /// them in `kid`, and is what the JWKS and `endpoint_public_cert` publish (docs/knox.md §8).
+    /// Setting it to [`SimKey::Rotated`] while the sim runs is Knox rotating its key.
+    pub signing_key: SimKey,
+    /// Sign tokens with [`SimKey::Foreign`], a key the topology never publishes, as a man in
+    /// the middle or a mixed-up gateway would: a verifying client must refuse them.
+    pub sign_with_foreign_key: bool,
+    /// Answer the JWKS with 500, as a Shiro topology whose JWKS path is anonymous does
+    /// (observed on 2.0.0, docs/knox.md §8.3).
+    pub jwks_unavailable: bool,
+    /// Serve the JWKS without credentials, as topologies that mark
+    /// `urls./knoxtoken/api/v1/jwks.json = anon` do (Knox's shipped sandbox). `false` is a
+    /// Shiro topology without that rule: the JWKS wants the same credentials as the token
+    /// endpoint (observed on 1.6.1 and 2.0.0: 401 without them).
+    pub jwks_anonymous: bool,
+}
+
+/// The simulator's bundled RSA key pairs (public, dev only; see `jwt.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum SimKey {
+    /// `dev_key.pem`, the key the simulator starts with.
+    #[default]
+    Dev,
+    /// `rotated_key.pem`: the key after a rotation.
+    Rotated,
+    /// `foreign_key.pem`: never published by the topology.
+    Foreign,
+}
+
+impl SimKey {
+    /// The `kid` Knox would put in tokens signed with this key (its RFC 7638 thumbprint).
+    pub fn kid(self) -> String {
+        jwt::kid(self)
+    }
+
+    /// A JWT of `claims` signed with this key (RS256), with `kid` in its header if given.
+    pub fn sign(self, kid: Option<&str>, claims: &serde_json::Value) -> String {
+        jwt::sign(self, kid, claims)
+    }
+
+    /// The key's self-signed certificate as PEM (for pinning it in a client's config).
+    pub fn cert_pem(self) -> &'static str {
+        match self {
+            SimKey::Dev => include_str!("dev_cert.pem"),
+            SimKey::Rotated => include_str!("rotated_cert.pem"),
+            SimKey::Foreign => include_str!("foreign_cert.pem"),
+        }
+    }
 }
 
 impl Default for SimOptions {
@@ -143,6 +191,10 @@ impl Default for SimOptions {
             version: KnoxVersion::V2_1,
             bearer_topology: "bearer".to_owned(),
             state_file: None,
+            signing_key: SimKey::Dev,
+            sign_with_foreign_key: false,
+            jwks_unavailable: false,
+            jwks_anonymous: true,
         }
     }
 }

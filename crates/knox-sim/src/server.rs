@@ -227,9 +227,11 @@ async fn route(shared: &Shared, req: &Req<'_>, caller: Result<String, Rejection>
         _ => return jetty_error(StatusCode::NOT_FOUND, req.path),
     };
     // The authentication provider runs before Jersey, so 401/302 win over 404/405. Topologies
-    // mark the JWKS paths anonymous, even the v2 one that nothing serves (docs/knox.md §8.2).
+    // may mark the JWKS paths anonymous, even the v2 one that nothing serves (docs/knox.md
+    // §8.2, §8.3).
+    let jwks_anonymous = shared.state().opts.jwks_anonymous;
     let user = match caller {
-        _ if tail == "jwks.json" => String::new(),
+        _ if tail == "jwks.json" && jwks_anonymous => String::new(),
         Ok(user) => user,
         Err(rejection) => return rejection.response(req),
     };
@@ -252,7 +254,7 @@ async fn route(shared: &Shared, req: &Req<'_>, caller: Result<String, Rejection>
         Resource::SetEnabled(enable) => api::set_enabled(&mut shared.state(), req, enable),
         Resource::SetEnabledBatch(enable) => api::set_enabled_batch(&mut shared.state(), req, enable),
         Resource::UserTokens => api::user_tokens(&mut shared.state(), req),
-        Resource::Jwks => api::jwks(knox),
+        Resource::Jwks => api::jwks(&shared.state().opts),
     }
 }
 

@@ -1810,3 +1810,79 @@ async fn each_release_keeps_the_labels_it_knows() {
         assert_eq!(ids(&list(either.into()).await), both, "{version:?}");
     }
 }
+
+/// The `kid` in a token's header.
+fn header_kid(jwt: &str) -> Option<String> {
+    jsonwebtoken::decode_header(jwt).ok().and_then(|h| h.kid)
+}
+
+/// Whether `jwt` verifies (RS256) with the first key of the JWKS document `jwks`.
+fn verifies_with(jwks: &Value, jwt: &str) -> bool {
+    let key = &jwks["keys"][0];
+    let n = key["n"].as_str().unwrap_or_default();
+    let e = key["e"].as_str().unwrap_or_default();
+    let decoding = DecodingKey::from_rsa_components(n, e).expect("n and e decode");
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_exp = false;
+    jsonwebtoken::decode::<Value>(jwt, &decoding, &validation).is_ok()
+}
+
+#[tokio::test]
+async fn key_rotation_and_a_foreign_key_show_in_kid_jwks_and_endpoint_cert() {
+    let sim = start(|_| ()).await;
+    let jwks_url = format!("{}/knoxtoken/api/v1/jwks.json", sim.base_url());
+    let get_jwks = || async { send(&sim, "GET", &jwks_url, &[ALICE], "").await.json() };
+    let acquire_body = || async { acquire(&sim, ApiVersion::V1, "").await.json() };
+
+    // Start: the dev key signs, names the token, and is what the JWKS and the cert publish.
+    let body = acquire_body().await;
+    let jwt = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let jwks = get_jwks().await;
+    assert_eq!(header_kid(&jwt), Some(SimKey::Dev.kid()));
+    assert_eq!(jwks["keys"][0]["kid"].as_str(), Some(SimKey::Dev.kid().as_str()));
+    assert!(verifies_with(&jwks, &jwt));
+    // endpoint_public_cert is the signing key's certificate: Base64 DER, no PEM armour (§2.2).
+    let cert = body["endpoint_public_cert"].as_str().unwrap_or_default();
+    assert!(!cert.contains("-----"), "no PEM armour");
+    let pem_body: String = SimKey::Dev.cert_pem().lines().filter(|l| !l.starts_with("-----")).collect();
+    assert_eq!(STANDARD.decode(cert).ok(), STANDARD.decode(pem_body).ok(), "the dev key's certificate");
+
+    // Rotation: a new kid, the JWKS serves the new key, and the old one no longer verifies.
+    sim.set_options(|o| o.signing_key = SimKey::Rotated);
+    let body = acquire_body().await;
+    let rotated = body["access_token"].as_str().unwrap_or_default().to_owned();
+    let new_jwks = get_jwks().await;
+    assert_ne!(SimKey::Rotated.kid(), SimKey::Dev.kid());
+    assert_eq!(header_kid(&rotated), Some(SimKey::Rotated.kid()));
+    assert_eq!(new_jwks["keys"][0]["kid"].as_str(), Some(SimKey::Rotated.kid().as_str()));
+    assert!(verifies_with(&new_jwks, &rotated) && !verifies_with(&new_jwks, &jwt));
+    assert_ne!(body["endpoint_public_cert"].as_str(), Some(cert), "the cert follows the key");
+
+    // A foreign signer: the token names a key the topology does not publish, and fails.
+    sim.set_options(|o| o.sign_with_foreign_key = true);
+    let foreign = acquire_body().await["access_token"].as_str().unwrap_or_default().to_owned();
+    assert_eq!(header_kid(&foreign), Some(SimKey::Foreign.kid()));
+    assert!(!verifies_with(&get_jwks().await, &foreign));
+}
+
+#[tokio::test]
+async fn jwks_is_json_from_1_6_and_can_be_made_unavailable() {
+    // Knox 1.6.1 and 2.0.0 with credentials answered valid JSON (observed); 1.5 gets the map
+    // string its sources suggest.
+    for (version, json) in [(KnoxVersion::V1_5, false), (KnoxVersion::V1_6, true), (KnoxVersion::V2_0, true)]
+    {
+        let sim = start(|o| o.version = version).await;
+        let url = format!("{}/knoxtoken/api/v1/jwks.json", sim.base_url());
+        let reply = send(&sim, "GET", &url, &[ALICE], "").await;
+        assert_eq!(reply.status, 200, "{version:?}");
+        assert_eq!(serde_json::from_str::<Value>(&reply.body).is_ok(), json, "{version:?}: {}", reply.body);
+        // Anonymous by default (Knox's sandbox marks it so); a Shiro topology without the rule
+        // wants credentials (observed on 1.6.1 and 2.0.0: 401).
+        assert_eq!(send(&sim, "GET", &url, &[], "").await.status, 200, "{version:?}");
+        sim.set_options(|o| o.jwks_anonymous = false);
+        assert_eq!(send(&sim, "GET", &url, &[], "").await.status, 401, "{version:?}");
+        assert_eq!(send(&sim, "GET", &url, &[ALICE], "").await.status, 200, "{version:?}");
+        sim.set_options(|o| o.jwks_unavailable = true);
+        assert_eq!(send(&sim, "GET", &url, &[ALICE], "").await.status, 500, "{version:?}");
+    }
+}

@@ -43,6 +43,7 @@ pub(super) struct KnoxRows {
     tls: Row,
     knox: Row,
     credentials: Row,
+    verify: Row,
     managed: Row,
     renew: Row,
     limit: Row,
@@ -58,6 +59,7 @@ impl KnoxRows {
             tls: skip("tls"),
             knox: skip("knox"),
             credentials: skip("credentials"),
+            verify: skip("verify"),
             managed: skip("managed"),
             renew: skip("renew"),
             limit: skip("token-limit"),
@@ -72,6 +74,7 @@ impl KnoxRows {
             self.tls,
             self.knox,
             self.credentials,
+            self.verify,
             self.managed,
             self.renew,
             self.limit,
@@ -97,6 +100,9 @@ pub(super) async fn knox_checks(c: &Cluster, renew_trial: bool) -> Vec<Row> {
     rows.tls = tls_row(c, &acquired);
     let accepted = matches!(acquired, Ok(_) | Err(KnoxError::TokenLimitExceeded { .. }));
     rows.credentials = credentials_row(c, &acquired);
+    if let Some(row) = verify_row(&acquired) {
+        rows.verify = row;
+    }
 
     // Which API answers, and whether tokens are managed: getTssStatus on v2 (Knox ≥ 2.1), else v1
     // (docs/knox.md §1.2, §4.4).
@@ -173,6 +179,25 @@ fn tls_row(c: &Cluster, acquired: &Result<Token, KnoxError>) -> Row {
 fn looks_like_tls(detail: &str) -> bool {
     let d = detail.to_ascii_lowercase();
     d.contains("handshake") || d.contains("tls") || d.contains("alert")
+}
+
+/// How the test token was verified (docs/knox.md §8.5), or why it was refused; `None` when
+/// Knox issued no token to check.
+fn verify_row(acquired: &Result<Token, KnoxError>) -> Option<Row> {
+    use crate::knox::Verified;
+    Some(match acquired {
+        Ok(t) => match t.verified {
+            Verified::Unverified => Row::new(
+                Mark::Warn,
+                "verify",
+                "no key to check the token with (JWKS unreadable, no endpoint_public_cert): pin public_cert_file",
+            ),
+            Verified::Off => Row::new(Mark::Warn, "verify", "verify = \"off\": tokens are not checked"),
+            v => Row::new(Mark::Pass, "verify", format!("signature, kid and expiry checked with the {} key", v.as_str())),
+        },
+        Err(e @ KnoxError::Unverified { .. }) => Row::new(Mark::Fail, "verify", e.to_string()),
+        Err(_) => return None,
+    })
 }
 
 fn credentials_row(c: &Cluster, acquired: &Result<Token, KnoxError>) -> Row {

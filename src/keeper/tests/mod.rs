@@ -88,6 +88,7 @@ pub(super) fn token(received: Instant, lifetime: Option<Duration>) -> Token {
         received,
         knox_now_ms: KNOX_NOW_MS,
         clock_offset_ms: 0,
+        verified: crate::knox::Verified::Jwks,
     }
 }
 
