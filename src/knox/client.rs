@@ -393,18 +393,27 @@ impl Op {
     }
 }
 
+/// `token_url` without its query, and the part of its path before `/api/v1/token` or
+/// `/api/v2/token` (the KNOXTOKEN service's root, docs/knox.md §1.1); or, for a URL that ends
+/// otherwise, its whole path as `Err`.
+pub fn service_root(token_url: &Url) -> (Url, Result<String, String>) {
+    let mut url = token_url.clone();
+    url.set_query(None);
+    let path = url.path().trim_end_matches('/').to_owned();
+    let root = ["/api/v1/token", "/api/v2/token"].iter().find_map(|suffix| path.strip_suffix(suffix));
+    let root = root.map(str::to_owned).ok_or(path);
+    (url, root)
+}
+
 /// The URL of `.../knoxtoken/api/<v1|v2>/token/<tail>` for the gateway of `token_url`. A
 /// `token_url` that does not end in `/api/v1/token` or `/api/v2/token` is used as the base
 /// as it is.
 pub fn api_url(token_url: &Url, v2: bool, tail: &str) -> Url {
-    let mut url = token_url.clone();
-    url.set_query(None);
-    let path = url.path().trim_end_matches('/').to_owned();
-    let base = ["/api/v1/token", "/api/v2/token"]
-        .iter()
-        .find_map(|suffix| path.strip_suffix(suffix))
-        .map(|prefix| format!("{prefix}/api/{}/token", if v2 { "v2" } else { "v1" }))
-        .unwrap_or(path);
+    let (mut url, root) = service_root(token_url);
+    let base = match root {
+        Ok(root) => format!("{root}/api/{}/token", if v2 { "v2" } else { "v1" }),
+        Err(path) => path,
+    };
     url.set_path(&format!("{base}/{tail}"));
     url
 }

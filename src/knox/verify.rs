@@ -204,14 +204,11 @@ pub fn should_fetch(cached: bool, usable: bool, last_refetch: Option<Instant>, n
 /// `.../knoxtoken/api/v1/jwks.json` for a token URL (docs/knox.md §1.1, §8.3): next to
 /// `api/v1/token` or `api/v2/token`, or next to the URL's last segment otherwise.
 pub fn jwks_url(token_url: &Url) -> Url {
-    let mut url = token_url.clone();
-    url.set_query(None);
-    let path = url.path().trim_end_matches('/').to_owned();
-    let base = ["/api/v1/token", "/api/v2/token"]
-        .iter()
-        .find_map(|suffix| path.strip_suffix(suffix))
-        .map(|prefix| format!("{prefix}/api/v1"))
-        .unwrap_or_else(|| path.rsplit_once('/').map_or(String::new(), |(head, _)| head.to_owned()));
+    let (mut url, root) = super::client::service_root(token_url);
+    let base = match root {
+        Ok(root) => format!("{root}/api/v1"),
+        Err(path) => path.rsplit_once('/').map_or(String::new(), |(head, _)| head.to_owned()),
+    };
     url.set_path(&format!("{base}/jwks.json"));
     url
 }
