@@ -187,3 +187,27 @@ fn exec_labels_its_unpublished_token_as_exec() {
     assert!(comment.starts_with("token-keeper ") && comment.ends_with(" for vc (exec)"), "{comment}");
     assert!(custom.iter().all(|(n, _)| n != "tk_generation"), "not a kept generation: {custom:?}");
 }
+
+#[test]
+fn after_revoke_mine_sigusr1_makes_a_running_daemon_replace_its_token_at_once() {
+    // Both ways a refresh goes: a new acquisition (jwt), and a renewal that Knox refuses
+    // because the token is gone, then a new acquisition (gateway).
+    for mode in ["jwt", "gateway"] {
+        let sim = SimServer::with_ttl(std::time::Duration::from_secs(3600));
+        let fx = Fixture::new();
+        let cluster = fx.cluster("vc", &sim.url(), &format!("consumers_validate = \"{mode}\""));
+        fx.write_config(FAST, &[cluster]);
+        let d = Daemon::run(&fx);
+        d.wait_log("token published", 1);
+        let first = fx.json("vc").unwrap()["token_id"].as_str().unwrap().to_owned();
+
+        let out = stdout(&fx.cmd(&["tokens", "revoke", "--mine"]));
+        assert!(out.contains(&format!("revoked {first} ")) && out.contains("SIGUSR1"), "{mode}:\n{out}");
+        assert_eq!(sim.stored_metadata(&first), None, "{mode}: revoked on the server");
+        d.signal(libc::SIGUSR1);
+        d.wait_log("token published", 2);
+        let second = fx.json("vc").unwrap()["token_id"].as_str().unwrap().to_owned();
+        assert_ne!(second, first, "{mode}");
+        assert!(sim.stored_metadata(&second).is_some(), "{mode}: the new token is live");
+    }
+}

@@ -6,7 +6,7 @@
 //! (`knox::labels`) say which tokens those are. Tokens are revoked by id (§4.1), each once,
 //! even when two clusters share a gateway and so list the same tokens. A running keeper
 //! notices within its `eviction_check_interval` that its published tokens are gone and
-//! acquires fresh ones.
+//! acquires fresh ones, or at once when sent SIGUSR1.
 
 use std::collections::BTreeSet;
 use std::io::Write as _;
@@ -51,7 +51,8 @@ pub(super) async fn revoke_all(
     if !tally.revoked.is_empty() {
         writeln!(
             out,
-            "a running token-keeper replaces the tokens it published within its eviction_check_interval"
+            "a running token-keeper replaces the tokens it published within its eviction_check_interval, \
+             or at once on SIGUSR1 (systemctl kill -s USR1 token-keeper)"
         )?;
     }
     Ok(tally.code.map_or(ExitCode::SUCCESS, ExitCode::from))
