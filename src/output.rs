@@ -102,6 +102,18 @@ impl Published {
         }
     }
 
+    /// [`Published::new`] for `cluster`, as its consumers validate, carrying `last_eviction`
+    /// over from the record it replaces.
+    pub fn for_cluster(
+        cluster: &Cluster,
+        token: &Token,
+        generation: u64,
+        last_eviction: Option<Eviction>,
+    ) -> Published {
+        let v = cluster.lifecycle.consumers_validate;
+        Published { last_eviction, ..Published::new(&cluster.name, token, generation, v) }
+    }
+
     /// From its arrival (or its last renewal, which set the expiry anew) to its expiry, both
     /// on Knox's clock (zero if that makes no sense), or `None` if it never expires.
     pub fn lifetime(&self) -> Option<std::time::Duration> {

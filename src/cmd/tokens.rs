@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context as _};
 use reqwest::StatusCode;
 
-use crate::config::{self, Auth, Cluster, Env};
+use crate::config::{self, Cluster, Env};
 use crate::knox::answer::{self, Answer};
 use crate::knox::labels::is_mine;
 use crate::knox::{wire, Flavor, Jwt, KnoxClient, Op};
@@ -101,8 +101,8 @@ pub(super) fn owner(cluster: &Cluster, user: Option<String>) -> anyhow::Result<S
     if let Some(u) = user {
         return Ok(u);
     }
-    if let Auth::Basic { user, .. } = &cluster.auth {
-        return Ok(user.clone());
+    if let Some(user) = crate::knox::owner(cluster, None) {
+        return Ok(user);
     }
     let published = output::read_published(cluster)?;
     let subject = published.and_then(|p| Jwt::parse(p.jwt.expose()).ok()?.claims().sub.clone());

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::effect::{Effect, Record};
 use super::log::Note;
 use super::slot::State;
-use crate::config::{Auth, Cluster, Identity};
+use crate::config::{Cluster, Identity};
 use crate::knox::labels;
 use crate::knox::wire::{UserToken, UserTokens};
 use crate::knox::{KnoxError, Token};
@@ -40,10 +40,7 @@ pub(super) struct GroupKey {
 /// The group of `cluster`: its gateway and its user, the Basic user, else the published
 /// token's `sub` (`None` until a token says who it is).
 pub(super) fn group_key(cluster: &Cluster, token: Option<&Token>) -> Option<GroupKey> {
-    let user = match &cluster.auth {
-        Auth::Basic { user, .. } => user.clone(),
-        _ => token?.subject.clone()?,
-    };
+    let user = crate::knox::owner(cluster, token)?;
     Some(GroupKey { origin: cluster.token_url.origin().ascii_serialization(), user })
 }
 

@@ -116,9 +116,7 @@ impl State {
     /// The record for publishing `token` as `generation` of `cluster`, with the last
     /// eviction.
     pub(super) fn published(&self, cluster: &Cluster, token: &Token, generation: u64) -> Published {
-        let mut p = Published::new(&cluster.name, token, generation, cluster.lifecycle.consumers_validate);
-        p.last_eviction.clone_from(&self.guard.last);
-        p
+        Published::for_cluster(cluster, token, generation, self.guard.last.clone())
     }
 
     /// After a reload changed the cluster's settings but not its Knox source: the policy

@@ -261,10 +261,7 @@ async fn acquire(
     let token = with_permit(permits, shutdown, client.acquire_for(cluster, Purpose::Keep { generation }))
         .await?
         .map_err(AttemptError::Knox)?;
-    let mut published =
-        Published::new(&cluster.name, &token, generation, cluster.lifecycle.consumers_validate);
-    published.last_eviction = eviction;
-    publish_record(cluster, published).await?;
+    publish_record(cluster, Published::for_cluster(cluster, &token, generation, eviction)).await?;
     Ok(token)
 }
 
@@ -291,9 +288,7 @@ async fn renew_token(
     match answer::renewal(status.as_u16(), &answer::parse(&body), current) {
         Renewal::Extended(ms) => {
             token.renewed(ms, Instant::now(), SystemTime::now());
-            let mut published =
-                Published::new(&cluster.name, &token, generation, cluster.lifecycle.consumers_validate);
-            published.last_eviction = eviction;
+            let published = Published::for_cluster(cluster, &token, generation, eviction);
             let c = cluster.clone();
             blocking(&cluster.name, "publish", move || sink::publish_json(&c, &published)).await;
             Ok(Attempted::Renewed(token))
@@ -322,8 +317,7 @@ pub(crate) async fn publish(
     token: &Token,
     generation: u64,
 ) -> Result<(), AttemptError> {
-    let published = Published::new(&cluster.name, token, generation, cluster.lifecycle.consumers_validate);
-    publish_record(cluster, published).await
+    publish_record(cluster, Published::for_cluster(cluster, token, generation, None)).await
 }
 
 /// Publishes `published` on the blocking pool: [`publish`] for a record already made.

@@ -19,6 +19,7 @@ use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, COOKIE, DATE, LOCATIO
 use reqwest::{StatusCode, Url};
 use serde_json::Value;
 
+use super::answer::{self, Revocation};
 use super::error::snippet;
 use super::labels::{self, Purpose};
 use super::{is_token_id, wire, Expiry, Jwt, KnoxError, Token};
@@ -161,7 +162,9 @@ impl KnoxClient {
         };
         let mut flavor = Flavor::default();
         match self.token_op(cluster, Op::Revoke, &Secret::new(id), &mut flavor).await {
-            Ok((status, _)) if status.is_success() => {
+            Ok((status, body))
+                if answer::revocation(status.as_u16(), &answer::parse(&body)) == Revocation::Revoked =>
+            {
                 tracing::info!(cluster = %cluster.name, token_id = id, "revoked the refused token");
             }
             Ok((status, body)) => tracing::warn!(

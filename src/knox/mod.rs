@@ -25,7 +25,7 @@ pub use error::KnoxError;
 pub use jwt::Jwt;
 pub use verify::Verified;
 
-use crate::config::Validation;
+use crate::config::{Auth, Cluster, Validation};
 use crate::secret::Secret;
 #[cfg(doc)] // For the doc links here, which predate `crate::time`.
 use crate::time::MAX_EPOCH_MS;
@@ -153,6 +153,15 @@ impl Token {
 
 /// The longest token id accepted.
 pub const MAX_TOKEN_ID: usize = 128;
+
+/// The Knox user whose tokens `cluster`'s are (the per-user limit, `getUserTokens`): the
+/// Basic user, else the subject of its token, when there is one.
+pub fn owner(cluster: &Cluster, token: Option<&Token>) -> Option<String> {
+    match &cluster.auth {
+        Auth::Basic { user, .. } => Some(user.clone()),
+        _ => token.and_then(|t| t.subject.clone()),
+    }
+}
 
 /// Whether `id` is a plausible Knox token id: 1 to [`MAX_TOKEN_ID`] characters of
 /// `[A-Za-z0-9._-]` (Knox's ids are UUIDs). Such an id can be printed, logged and sent as it is.

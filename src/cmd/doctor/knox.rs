@@ -450,11 +450,7 @@ async fn limit_row(
     if managed == Some(false) && !limit_hit {
         return Row::new(Mark::Pass, LIMIT, "n/a: Knox counts only managed tokens");
     }
-    let user = match &c.auth {
-        Auth::Basic { user, .. } => Some(user.clone()),
-        _ => token.and_then(|t| t.subject.clone()),
-    };
-    let Some(user) = user else {
+    let Some(user) = crate::knox::owner(c, token) else {
         let mark = if limit_hit { Mark::Fail } else { Mark::Skip };
         return Row::new(
             mark,

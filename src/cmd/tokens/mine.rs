@@ -15,7 +15,7 @@ use std::process::ExitCode;
 
 use super::{explain, owner, refusal, user_tokens};
 use crate::config::{Cluster, Config};
-use crate::knox::answer;
+use crate::knox::answer::{self, Revocation};
 use crate::knox::labels::{cluster_of, is_mine};
 use crate::knox::{wire, Flavor, KnoxClient, Op};
 use crate::secret::Secret;
@@ -100,16 +100,24 @@ async fn revoke_for(
             client.token_op(cluster, Op::Revoke, &Secret::new(id.as_str()), &mut flavor).await?;
         let parsed = answer::parse(&body);
         let shown = text::quote(&id, 128);
-        if status.is_success() && parsed.ok != Some(false) {
-            let user = text::quote(&user, 64);
-            writeln!(std::io::stdout().lock(), "revoked {shown} (cluster {:?}, user {user})", cluster.name)?;
-            tally.revoked.insert(id);
-        } else if parsed.code == Some(50) {
-            tally.gone += 1;
-            tally.revoked.insert(id);
-        } else {
-            let (code, message) = explain(Op::Revoke, status.as_u16(), &parsed);
-            tally.fail(code, &format!("token {shown}: {message}"));
+        match answer::revocation(status.as_u16(), &parsed) {
+            Revocation::Revoked => {
+                let user = text::quote(&user, 64);
+                writeln!(
+                    std::io::stdout().lock(),
+                    "revoked {shown} (cluster {:?}, user {user})",
+                    cluster.name
+                )?;
+                tally.revoked.insert(id);
+            }
+            Revocation::AlreadyGone => {
+                tally.gone += 1;
+                tally.revoked.insert(id);
+            }
+            Revocation::NotAuthorized | Revocation::NotConfigured | Revocation::Refused => {
+                let (code, message) = explain(Op::Revoke, status.as_u16(), &parsed);
+                tally.fail(code, &format!("token {shown}: {message}"));
+            }
         }
     }
     Ok(())
