@@ -346,7 +346,10 @@ def restart_keeps_token(ctx: Ctx) -> str:
         renewed = wait_for("a renewal after Knox's restart", lambda: k.messages("token renewed"), 60)
         p = k.published()
         check(p["token_id"] == p1["token_id"], "the same token renewed across Knox's restart")
-        check(k.bearer(p["access_token"]) == 200, "and it works")
+        # Knox 2.0.0's AliasBased token store, just restarted, once answered the Bearer
+        # topology "Unknown token" for a token it had renewed 80 ms earlier, and knew it again
+        # once its alias persistence ran: Knox's window, not the keeper's, so poll.
+        wait_for("the renewed token to be accepted", lambda: k.bearer(p["access_token"]) == 200, 30)
         # The keeper restarts: it takes over its published token instead of minting one.
         check(k.stop() == 0, "the daemon stops cleanly")
         k.start()
